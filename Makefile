@@ -1,0 +1,34 @@
+# The two commands a fresh machine needs: `make serve` and `make test`.
+# Each sets up its own virtual environment (.venv) and builds the Cython codec.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.kop-fast-installed
+# Re-install (and so re-build the extension) whenever the build inputs change.
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard kop_fast/*.pyx kop_fast/*.pxd kop_fast/*.h)
+PYTEST_FLAGS ?= -q -W ignore::DeprecationWarning
+
+.PHONY: serve test test-compiled test-pure bench bench-check clean
+
+$(STAMP): $(BUILD_INPUTS)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+serve: $(STAMP)
+	$(VENV)/bin/kop-fast serve $(ARGS)
+
+# The whole suite twice: once on the compiled codec (and fail if it did not
+# load), once on the pure-Python twin so it stays honest.
+test: test-compiled test-pure
+
+test-compiled: $(STAMP)
+	$(PY) -m pytest $(PYTEST_FLAGS)
+
+test-pure: $(STAMP)
+	KOP_FAST_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_FLAGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info kop_fast/*.so kop_fast/_codec.c

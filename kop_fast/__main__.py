@@ -1,0 +1,3 @@
+from kop_fast.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Storage backends. Only Pulsar is implemented; `base` defines what the server needs from one."""

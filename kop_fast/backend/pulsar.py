@@ -1,0 +1,121 @@
+"""The Pulsar backend: every use of pulsar-client lives here.
+
+One `_pulsar.Client` per process; completions come back through the
+CompletionBridge. Topic layouts come from the TopicRegistry system topic, or,
+for topics Pulsar applications created, from Pulsar itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import _pulsar
+import pulsar
+
+from kop_fast.backend.base import TopicExists, TopicInfo
+from kop_fast.backend.bridge import CompletionBridge, PulsarError, has_message_available
+from kop_fast.backend.naming import split_partition_topic
+from kop_fast.backend.topic_registry import TopicRegistry
+from kop_fast.config import Settings
+
+log = logging.getLogger("kop_fast.pulsar")
+
+# How long the answer "this Pulsar topic has no data / does not exist" is trusted.
+NATIVE_PROBE_TTL_S = 5.0
+
+
+class PulsarBackend:
+    def __init__(self, settings: Settings, service_url: str) -> None:
+        self.settings = settings
+        self.service_url = service_url
+        self.client: _pulsar.Client | None = None
+        self._client_wrapper: pulsar.Client | None = None
+        self.bridge: CompletionBridge | None = None
+        self.topics: TopicRegistry | None = None
+        self._native_probe: dict[str, tuple[float, TopicInfo | None]] = {}
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.bridge = CompletionBridge(loop)
+        pulsar_logger = logging.getLogger("kop_fast.pulsar.client")
+        self._client_wrapper = pulsar.Client(
+            self.service_url,
+            operation_timeout_seconds=30,
+            connection_timeout_ms=10000,
+            logger=pulsar_logger,
+        )
+        self.client = self._client_wrapper._client
+        registry_topic = f"persistent://{self.settings.system_namespace}/__kop_fast_topics"
+        self.topics = TopicRegistry(self.client, self.bridge, registry_topic)
+        try:
+            await asyncio.wait_for(self.topics.start(), 30)
+        except asyncio.TimeoutError:
+            raise PulsarError(None, f"Pulsar at {self.service_url} did not answer within 30 s") from None
+
+    async def close(self) -> None:
+        if self.topics is not None:
+            await self.topics.close()
+        if self.client is not None:
+            fut, cb = self.bridge.result_future()
+            self.client.close_async(cb)
+            try:
+                await asyncio.wait_for(fut, 5)
+            except (PulsarError, asyncio.TimeoutError):
+                pass
+            self.client = None
+
+    # -- topics -------------------------------------------------------------------------------
+    async def describe_topic(self, pulsar_topic: str) -> TopicInfo | None:
+        info = self.topics.get(pulsar_topic)
+        if info is not None:
+            return info
+        return await self._probe_native(pulsar_topic)
+
+    async def create_topic(self, pulsar_topic: str, partitions: int) -> TopicInfo:
+        native = await self._probe_native(pulsar_topic)
+        if native is not None:
+            raise TopicExists(native)
+        info = await self.topics.create(pulsar_topic, partitions)
+        self._native_probe.pop(pulsar_topic, None)
+        return info
+
+    def known_topics(self, tenant: str, namespace: str) -> list[TopicInfo]:
+        prefix = f"persistent://{tenant}/{namespace}/"
+        return [i for i in self.topics.all() if i.pulsar_topic.startswith(prefix)]
+
+    async def _probe_native(self, pulsar_topic: str) -> TopicInfo | None:
+        """A topic Pulsar applications made: partitioned per Pulsar, or plain with at least one message."""
+        now = time.monotonic()
+        cached = self._native_probe.get(pulsar_topic)
+        if cached is not None and now - cached[0] < NATIVE_PROBE_TTL_S:
+            return cached[1]
+        info = None
+        base, index = split_partition_topic(pulsar_topic)
+        if index is None:
+            fut, cb = self.bridge.result_future()
+            self.client.get_topic_partitions_async(pulsar_topic, cb)
+            partitions = await fut
+            if len(partitions) > 1 or (partitions and partitions[0] != pulsar_topic):
+                info = TopicInfo(pulsar_topic, len(partitions), True)
+            elif await self._has_data(pulsar_topic):
+                info = TopicInfo(pulsar_topic, 1, False)
+        self._native_probe[pulsar_topic] = (now, info)
+        return info
+
+    async def _has_data(self, topic: str) -> bool:
+        conf = _pulsar.ReaderConfiguration()
+        conf.receiver_queue_size(1)
+        fut, cb = self.bridge.value_future()
+        self.client.create_reader_async_v2(topic, _pulsar.MessageId.earliest, conf, cb)
+        reader = await fut
+        try:
+            return await has_message_available(self.bridge, reader)
+        finally:
+            fut, cb = self.bridge.result_future()
+            reader.close_async(cb)
+            try:
+                await fut
+            except PulsarError:
+                pass

@@ -1,0 +1,156 @@
+"""Partition counts of Kafka topics, kept in a Pulsar system topic so every kop_fast agrees.
+
+Without Pulsar's admin REST API (pulsar-lite has none, and the binary protocol
+cannot create partitioned-topic metadata), the layout of a topic lives in a
+compact log: `persistent://{system-namespace}/__kop_fast_topics`. Each message
+is one JSON record {"op": "create"|"delete", "topic": ..., "partitions": N}.
+Every kop_fast replays the log at start and follows it afterwards; the first
+"create" of a name in log order wins, so concurrent creators on several
+processes agree without any other coordination. A creator writes its record,
+waits until its own reader has passed that record, and then reports the
+winner's layout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import _pulsar
+import orjson
+
+from kop_fast.backend.base import TopicExists, TopicInfo
+from kop_fast.backend.bridge import CompletionBridge, PulsarError, has_message_available
+
+log = logging.getLogger("kop_fast.topics")
+
+
+def message_position(message_id) -> tuple[int, int, int]:
+    return (message_id.ledger_id(), message_id.entry_id(), message_id.batch_index())
+
+
+class TopicRegistry:
+    def __init__(self, client: _pulsar.Client, bridge: CompletionBridge, topic: str) -> None:
+        self._client = client
+        self._bridge = bridge
+        self.topic = topic
+        self._topics: dict[str, tuple[TopicInfo, tuple]] = {}
+        self._producer = None
+        self._reader = None
+        self._follow_task: asyncio.Task | None = None
+        self._position: tuple = (-1, -1, -1)
+        self._waiters: list[tuple[tuple, asyncio.Future]] = []
+
+    async def start(self) -> None:
+        conf = _pulsar.ProducerConfiguration()
+        conf.batching_enabled(False)
+        conf.send_timeout_millis(30000)
+        fut, cb = self._bridge.value_future()
+        self._client.create_producer_async_v2(self.topic, conf, cb)
+        self._producer = await fut
+        rconf = _pulsar.ReaderConfiguration()
+        rconf.receiver_queue_size(1000)
+        fut, cb = self._bridge.value_future()
+        self._client.create_reader_async_v2(self.topic, _pulsar.MessageId.earliest, rconf, cb)
+        self._reader = await fut
+        # Catch up with everything written before we started, then follow.
+        while await self._has_more():
+            self._apply(await self._read_next())
+        self._follow_task = asyncio.create_task(self._follow(), name="topic-registry-follow")
+
+    async def close(self) -> None:
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+            try:
+                await self._follow_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        for handle in (self._reader, self._producer):
+            if handle is not None:
+                fut, cb = self._bridge.result_future()
+                handle.close_async(cb)
+                try:
+                    await asyncio.wait_for(fut, 5)
+                except (PulsarError, asyncio.TimeoutError):
+                    pass
+        for _, waiter in self._waiters:
+            if not waiter.done():
+                waiter.cancel()
+
+    async def _has_more(self) -> bool:
+        return await has_message_available(self._bridge, self._reader)
+
+    async def _read_next(self):
+        fut, cb = self._bridge.result_future()
+        self._reader.read_next_async(cb)
+        return await fut
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                message = await self._read_next()
+            except PulsarError as exc:
+                log.warning("reading %s failed (%s); retrying", self.topic, exc)
+                await asyncio.sleep(1)
+                continue
+            self._apply(message)
+
+    def _apply(self, message) -> None:
+        position = message_position(message.message_id())
+        try:
+            record = orjson.loads(message.data())
+            op = record["op"]
+            name = record["topic"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            log.warning("ignoring malformed record at %s in %s", position, self.topic)
+            record = None
+        if record is not None:
+            if op == "create" and name not in self._topics:
+                partitions = int(record["partitions"])
+                self._topics[name] = (TopicInfo(name, partitions, True), position)
+            elif op == "delete":
+                self._topics.pop(name, None)
+        self._position = position
+        remaining = []
+        for wanted, waiter in self._waiters:
+            if wanted <= position:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                remaining.append((wanted, waiter))
+        self._waiters = remaining
+
+    async def _append(self, record: dict) -> tuple:
+        builder = _pulsar.MessageBuilder()
+        builder.content(orjson.dumps(record))
+        builder.partition_key(record["topic"])
+        msg = builder.build()
+        fut, cb = self._bridge.result_future()
+        self._producer.send_async(msg, cb)
+        message_id = await fut
+        position = message_position(message_id)
+        if self._position < position:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append((position, waiter))
+            await waiter
+        return position
+
+    def get(self, topic: str) -> TopicInfo | None:
+        entry = self._topics.get(topic)
+        return entry[0] if entry else None
+
+    def all(self) -> list[TopicInfo]:
+        return [info for info, _ in self._topics.values()]
+
+    async def create(self, topic: str, partitions: int) -> TopicInfo:
+        existing = self.get(topic)
+        if existing is not None:
+            raise TopicExists(existing)
+        position = await self._append({"op": "create", "topic": topic, "partitions": partitions})
+        info, winner = self._topics[topic]
+        if winner != position:
+            raise TopicExists(info)
+        return info
+
+    async def delete(self, topic: str) -> None:
+        await self._append({"op": "delete", "topic": topic})

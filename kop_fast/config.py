@@ -1,0 +1,228 @@
+"""Settings: one frozen object built once from defaults, a TOML file, KOP_FAST_* variables and flags.
+
+Precedence, lowest first: built-in defaults, `--config FILE` (TOML, same keys as
+the long options with `_` or `-`), environment variables `KOP_FAST_<OPTION>`,
+command-line flags. Every value is validated here, once; anything invalid
+raises ConfigError with a one-line message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+
+class ConfigError(ValueError):
+    """An option has an invalid value or is unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    protocol: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.protocol}://{self.host}:{self.port}"
+
+
+_LISTENER = re.compile(r"^(?:(?P<proto>[A-Za-z_]+)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]/]*):(?P<port>\d+)$")
+SUPPORTED_PROTOCOLS = ("PLAINTEXT",)
+
+
+def parse_listener(text: str) -> Listener:
+    m = _LISTENER.match(text.strip())
+    if not m:
+        raise ConfigError(f"listener {text!r} is not [PROTOCOL://]HOST:PORT")
+    proto = (m.group("proto") or "PLAINTEXT").upper()
+    if proto not in SUPPORTED_PROTOCOLS:
+        raise ConfigError(f"listener {text!r}: protocol {proto} is not supported "
+                          f"(supported: {', '.join(SUPPORTED_PROTOCOLS)})")
+    port = int(m.group("port"))
+    if port > 65535:
+        raise ConfigError(f"listener {text!r}: port {port} out of range")
+    host = m.group("host").strip("[]") or "0.0.0.0"
+    return Listener(proto, host, port)
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    listener = parse_listener(text)
+    return listener.host, listener.port
+
+
+def _positive_int(name: str) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+        if n < 1 or isinstance(value, bool):
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        return n
+    return parse
+
+
+def _non_negative_int(name: str) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+        if n < 0 or isinstance(value, bool):
+            raise ConfigError(f"{name} must be >= 0, got {value!r}")
+        return n
+    return parse
+
+
+def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).lower()
+        if text not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return text
+    return parse
+
+
+def _name(name: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value)
+        if not text or "/" in text or any(c.isspace() for c in text):
+            raise ConfigError(f"{name} must be a non-empty name without '/' or spaces, got {value!r}")
+        return text
+    return parse
+
+
+def _namespace(value: Any) -> str:
+    text = str(value)
+    parts = text.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise ConfigError(f"system-namespace must be TENANT/NAMESPACE, got {value!r}")
+    return text
+
+
+def _pulsar_url(value: Any) -> str:
+    text = str(value)
+    if not re.match(r"^pulsar(\+ssl)?://[^/]+", text):
+        raise ConfigError(f"pulsar-url must look like pulsar://HOST:PORT, got {value!r}")
+    return text
+
+
+def _http_url(value: Any) -> str:
+    text = str(value)
+    if not re.match(r"^https?://[^/]+", text):
+        raise ConfigError(f"pulsar-admin-url must look like http://HOST:PORT, got {value!r}")
+    return text.rstrip("/")
+
+
+def _listeners(value: Any) -> tuple[Listener, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    items = [str(i).strip() for i in items if str(i).strip()]
+    if not items:
+        raise ConfigError("listen needs at least one HOST:PORT")
+    return tuple(parse_listener(i) for i in items)
+
+
+def _advertised(value: Any) -> tuple[str, int]:
+    host, port = parse_host_port(str(value))
+    if host in ("0.0.0.0", "::"):
+        raise ConfigError(f"advertised-listener must name a reachable host, got {value!r}")
+    return host, port
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    listen: tuple[Listener, ...] = (Listener("PLAINTEXT", "127.0.0.1", 9092),)
+    advertised_listener: tuple[str, int] | None = None
+    pulsar_url: str | None = None
+    pulsar_admin_url: str | None = None
+    data_dir: Path = Path("kop-data")
+    kafka_tenant: str = "public"
+    kafka_namespace: str = "default"
+    system_namespace: str = "public/kafka"
+    entry_format: str = "kafka"
+    default_num_partitions: int = 1
+    node_id: int = 0
+    cluster_id: str | None = None
+    max_request_size: int = 100 * 1024 * 1024
+    log_level: str = "info"
+    config: Path | None = field(default=None, compare=False)
+
+
+# option name -> parser; option names are the long flags without dashes.
+PARSERS: dict[str, Callable[[Any], Any]] = {
+    "listen": _listeners,
+    "advertised_listener": _advertised,
+    "pulsar_url": _pulsar_url,
+    "pulsar_admin_url": _http_url,
+    "data_dir": lambda v: Path(str(v)),
+    "kafka_tenant": _name("kafka-tenant"),
+    "kafka_namespace": _name("kafka-namespace"),
+    "system_namespace": _namespace,
+    "entry_format": _choice("entry-format", ("kafka", "pulsar")),
+    "default_num_partitions": _positive_int("default-num-partitions"),
+    "node_id": _non_negative_int("node-id"),
+    "cluster_id": lambda v: str(v),
+    "max_request_size": _positive_int("max-request-size"),
+    "log_level": _choice("log-level", ("debug", "info", "warning", "error", "critical")),
+}
+
+assert set(PARSERS) == {f.name for f in fields(Settings)} - {"config"}
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} not found") from None
+    except (tomllib.TOMLDecodeError, OSError) as exc:
+        raise ConfigError(f"config file {str(path)!r}: {exc}") from None
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in PARSERS:
+            raise ConfigError(f"config file {str(path)!r}: unknown key {key!r}")
+        out[name] = value
+    return out
+
+
+def from_environment(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    environ = os.environ if environ is None else environ
+    out = {}
+    for name in PARSERS:
+        value = environ.get("KOP_FAST_" + name.upper())
+        if value is not None and value != "":
+            out[name] = value
+    return out
+
+
+def build_settings(flags: dict[str, Any], environ: dict[str, str] | None = None) -> Settings:
+    """Merge defaults < TOML < environment < flags and validate the result."""
+    env = from_environment(environ)
+    config_path = flags.get("config") or (environ or os.environ).get("KOP_FAST_CONFIG")
+    merged: dict[str, Any] = {}
+    if config_path:
+        merged.update(load_toml(Path(config_path)))
+    merged.update(env)
+    merged.update({k: v for k, v in flags.items() if v is not None and k != "config"})
+    values = {name: PARSERS[name](value) for name, value in merged.items()}
+    settings = replace(Settings(), **values)
+    if config_path:
+        settings = replace(settings, config=Path(config_path))
+    return settings
+
+
+def advertised_address(settings: Settings, bound_port: int | None = None) -> tuple[str, int]:
+    """Host and port clients are told to connect to."""
+    if settings.advertised_listener:
+        return settings.advertised_listener
+    first = settings.listen[0]
+    host = first.host
+    if host in ("0.0.0.0", "::", ""):
+        import platform
+        host = platform.node() or "localhost"
+    return host, bound_port if bound_port is not None else first.port

@@ -1,0 +1,57 @@
+"""Kafka message schemas of every API and version, from `kio`, with cached readers and writers."""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache
+
+from kio.index import load_request_schema, load_response_schema
+from kio.serial import entity_reader, entity_writer
+
+from kop_fast.protocol.errors import MalformedRequest
+
+
+@lru_cache(maxsize=None)
+def request_schema(api_key: int, version: int):
+    return load_request_schema(api_key, version)
+
+
+@lru_cache(maxsize=None)
+def response_schema(api_key: int, version: int):
+    return load_response_schema(api_key, version)
+
+
+@lru_cache(maxsize=None)
+def _reader(schema):
+    return entity_reader(schema)
+
+
+@lru_cache(maxsize=None)
+def _writer(schema):
+    return entity_writer(schema)
+
+
+def is_flexible(api_key: int, version: int) -> bool:
+    return request_schema(api_key, version).__flexible__
+
+
+def decode_request(api_key: int, version: int, frame, offset: int):
+    """Decode a request body; any schema violation is a malformed request."""
+    schema = request_schema(api_key, version)
+    try:
+        entity, size = _reader(schema)(frame, offset)
+    except Exception as exc:  # kio raises several types for truncated / invalid input
+        raise MalformedRequest(f"cannot decode {schema.__name__} v{version}: {exc}") from exc
+    # Like Kafka brokers, ignore bytes after the body (librdkafka sends some for Metadata v12).
+    return entity
+
+
+def encode_entity(entity, out: io.BytesIO) -> None:
+    _writer(type(entity))(out, entity)
+
+
+def encode_request(entity) -> bytes:
+    """Encode a request body (used by tests and tools)."""
+    out = io.BytesIO()
+    encode_entity(entity, out)
+    return out.getvalue()

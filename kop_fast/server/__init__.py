@@ -1,0 +1,1 @@
+"""The I/O edge towards Kafka clients: uvloop server, connections, request dispatch."""

@@ -1,0 +1,300 @@
+"""One Kafka client connection: an asyncio BufferedProtocol that frames, dispatches and orders.
+
+Requests may be pipelined; handlers may finish out of order (a Fetch that long-
+polls behind a Metadata), but responses leave strictly in request order, as
+Kafka requires. Each request takes a slot in `_slots`; a slot is filled when its
+handler finishes, and the filled prefix of the queue is written out.
+
+Malformed input (bad frame size, undecodable header or body, unknown API or
+version) closes the connection: Kafka brokers do the same, and it is the only
+answer a client that sent garbage can rely on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections import deque
+
+from kop_fast.protocol.errors import ErrorCode, MalformedRequest
+from kop_fast.protocol.headers import (
+    API_VERSIONS_KEY,
+    RequestHeader,
+    parse_request_header,
+    peek_api,
+    response_header,
+)
+from kop_fast.protocol.schemas import decode_request, encode_entity, is_flexible, response_schema
+
+log = logging.getLogger("kop_fast.connection")
+
+_INITIAL_BUFFER = 256 * 1024
+_MIN_FREE = 64 * 1024
+# Beyond this many unanswered requests we stop reading: backpressure instead of
+# an unbounded queue of work.
+MAX_IN_FLIGHT = 512
+
+
+class EncodedResponse:
+    """A response body already encoded, as a list of buffers (written with writelines, no copy)."""
+
+    __slots__ = ("parts", "size")
+
+    def __init__(self, parts: list) -> None:
+        self.parts = parts
+        self.size = sum(len(p) for p in parts)
+
+
+class RequestContext:
+    """What a handler knows about the request it serves."""
+
+    __slots__ = ("broker", "connection", "header", "api_version")
+
+    def __init__(self, broker, connection: "KafkaConnection", header: RequestHeader) -> None:
+        self.broker = broker
+        self.connection = connection
+        self.header = header
+        self.api_version = header.api_version
+
+    @property
+    def response_schema(self):
+        return response_schema(self.header.api_key, self.header.api_version)
+
+
+class _Slot:
+    __slots__ = ("parts", "ready")
+
+    def __init__(self) -> None:
+        self.parts: list | None = None
+        self.ready = False
+
+
+class KafkaConnection(asyncio.BufferedProtocol):
+    def __init__(self, broker) -> None:
+        self.broker = broker
+        self.transport: asyncio.Transport | None = None
+        self.peer = None
+        self._buf = bytearray(_INITIAL_BUFFER)
+        self._start = 0  # first unconsumed byte
+        self._end = 0  # end of received bytes
+        self._slots: deque[_Slot] = deque()
+        self._tasks: set[asyncio.Task] = set()
+        self._reading_paused = False
+        self._writing_paused = False
+        self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.max_frame_size = broker.settings.max_request_size
+
+    # -- asyncio protocol ---------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        self.broker.connections.add(self)
+
+    def connection_lost(self, exc) -> None:
+        self._closed = True
+        self.broker.connections.discard(self)
+        for task in list(self._tasks):
+            task.cancel()
+        self._slots.clear()
+        self._idle.set()
+
+    def eof_received(self):
+        return False  # close our side too
+
+    def pause_writing(self) -> None:
+        self._writing_paused = True
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._writing_paused = False
+        self._update_reading()
+
+    def get_buffer(self, sizehint: int):
+        buf = self._buf
+        free = len(buf) - self._end
+        want = _MIN_FREE
+        pending = self._pending_frame_size()
+        if pending is not None:
+            want = max(want, min(4 + pending - (self._end - self._start), 4 * 1024 * 1024))
+        if free < want:
+            used = self._end - self._start
+            if self._start and len(buf) - used >= want:
+                buf[:used] = buf[self._start:self._end]
+            else:
+                # Never resize in place: the previous memoryview may still be exported.
+                new = bytearray(max(len(buf) * 2, used + want))
+                new[:used] = buf[self._start:self._end]
+                self._buf = buf = new
+            self._start, self._end = 0, used
+        return memoryview(buf)[self._end:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._end += nbytes
+        try:
+            self._process_frames()
+        except MalformedRequest as exc:
+            self._close_malformed(str(exc))
+
+    # -- framing and dispatch -------------------------------------------------------------------
+    def _pending_frame_size(self) -> int | None:
+        if self._end - self._start < 4:
+            return None
+        return int.from_bytes(self._buf[self._start:self._start + 4], "big", signed=True)
+
+    def _process_frames(self) -> None:
+        buf = self._buf
+        max_size = self.max_frame_size
+        while not self._closed and self._end - self._start >= 4:
+            start = self._start
+            size = int.from_bytes(buf[start:start + 4], "big", signed=True)
+            if size < 0 or size > max_size:
+                raise MalformedRequest(f"request size {size} outside 0..{max_size}")
+            if self._end - start - 4 < size:
+                break
+            frame = bytes(buf[start + 4:start + 4 + size])
+            self._start = start + 4 + size
+            self._dispatch(frame)
+        if self._start == self._end:
+            self._start = self._end = 0
+
+    def _dispatch(self, frame: bytes) -> None:
+        api_key, api_version, correlation_id = peek_api(frame)
+        broker = self.broker
+        entry = broker.registry.get(api_key)
+        if entry is None:
+            raise MalformedRequest(f"unsupported API key {api_key}")
+        if not entry.min_version <= api_version <= entry.max_version:
+            if api_key == API_VERSIONS_KEY:
+                # KIP-511: answer an ApiVersions we cannot parse with a v0 response that
+                # carries UNSUPPORTED_VERSION and our range, so the client can retry.
+                self._answer_unsupported_api_versions(correlation_id, entry)
+                return
+            raise MalformedRequest(f"unsupported version {api_version} of API {api_key}")
+        flexible = is_flexible(api_key, api_version)
+        header, body_offset = parse_request_header(frame, flexible)
+        request = decode_request(api_key, api_version, frame, body_offset)
+        ctx = RequestContext(broker, self, header)
+        slot = _Slot()
+        self._slots.append(slot)
+        self._idle.clear()
+        try:
+            result = entry.handle(ctx, request)
+        except Exception as exc:
+            self._fail(ctx, entry, request, slot, exc)
+            return
+        if hasattr(result, "__await__"):
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(lambda t: self._finished(t, ctx, entry, request, slot))
+            self._update_reading()
+        else:
+            self._complete(slot, ctx, result)
+
+    def _finished(self, task: asyncio.Task, ctx, entry, request, slot: _Slot) -> None:
+        self._tasks.discard(task)
+        if self._closed or task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._fail(ctx, entry, request, slot, exc)
+        else:
+            self._complete(slot, ctx, task.result())
+
+    def _fail(self, ctx, entry, request, slot: _Slot, exc: BaseException) -> None:
+        if isinstance(exc, MalformedRequest):
+            self._close_malformed(str(exc))
+            return
+        log.error("%s v%d from %s failed", entry.name, ctx.api_version, self.peer, exc_info=exc)
+        if entry.error_response is None:
+            self._abort()
+            return
+        try:
+            response = entry.error_response(ctx, request, ErrorCode.unknown_server_error)
+        except Exception:
+            log.exception("building the error response of %s failed", entry.name)
+            self._abort()
+            return
+        self._complete(slot, ctx, response)
+
+    def _complete(self, slot: _Slot, ctx: RequestContext, response) -> None:
+        if response is None:
+            slot.parts = None  # acks=0 Produce: Kafka sends nothing back
+        else:
+            slot.parts = self._encode(ctx.header, response)
+        slot.ready = True
+        self._write_ready()
+
+    def _encode(self, header: RequestHeader, response) -> list:
+        api_key = header.api_key
+        # ApiVersions responses always use header v0 (KIP-511).
+        flexible = api_key != API_VERSIONS_KEY and is_flexible(api_key, header.api_version)
+        head = response_header(header.correlation_id, flexible)
+        if isinstance(response, EncodedResponse):
+            return [(len(head) + response.size).to_bytes(4, "big") + head, *response.parts]
+        out = io.BytesIO()
+        out.write(b"\0\0\0\0")
+        out.write(head)
+        encode_entity(response, out)
+        view = out.getbuffer()
+        view[:4] = (len(view) - 4).to_bytes(4, "big")
+        del view
+        return [out.getvalue()]
+
+    def _write_ready(self) -> None:
+        slots = self._slots
+        transport = self.transport
+        out = []
+        while slots and slots[0].ready:
+            parts = slots.popleft().parts
+            if parts:
+                out.extend(parts)
+        if out and not self._closed:
+            if len(out) == 1:
+                transport.write(out[0])
+            else:
+                transport.writelines(out)
+        if not slots:
+            self._idle.set()
+        self._update_reading()
+
+    def _answer_unsupported_api_versions(self, correlation_id: int, entry) -> None:
+        from kop_fast.server.handlers.api_versions import unsupported_version_response
+        body = unsupported_version_response(entry.min_version, entry.max_version)
+        slot = _Slot()
+        slot.parts = [(4 + len(body)).to_bytes(4, "big") + correlation_id.to_bytes(4, "big", signed=True) + body]
+        slot.ready = True
+        self._slots.append(slot)
+        self._write_ready()
+
+    # -- flow control and closing ----------------------------------------------------------------
+    def _update_reading(self) -> None:
+        if self._closed or self.transport is None:
+            return
+        should_pause = self._writing_paused or len(self._slots) >= MAX_IN_FLIGHT
+        if should_pause and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pause_reading()
+        elif not should_pause and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resume_reading()
+
+    def _close_malformed(self, reason: str) -> None:
+        log.info("closing connection from %s: %s", self.peer, reason)
+        self._abort()
+
+    def _abort(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self.transport is not None:
+                self.transport.abort()
+
+    async def drain(self) -> None:
+        """Wait until every request received so far has been answered."""
+        await self._idle.wait()
+
+    def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()

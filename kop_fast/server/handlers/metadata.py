@@ -1,0 +1,108 @@
+"""Metadata (key 3): this process is the only broker and leads every partition; topics come from Pulsar."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+
+from kop_fast.backend.base import TopicExists, TopicInfo
+from kop_fast.backend.naming import InvalidTopicName, TopicNaming
+from kop_fast.protocol.build import make, sibling
+from kop_fast.protocol.errors import ErrorCode
+from kop_fast.server.registry import api
+
+API_KEY = 3
+_ZERO = datetime.timedelta(0)
+# Stable topic ids: the same name gives the same id in every kop_fast process.
+_TOPIC_ID_NAMESPACE = uuid.UUID("0b7e4a53-7f4c-4a35-9d55-6b6f0e2a9c11")
+_AUTHORIZED_OPS_UNKNOWN = -(2**31)
+
+
+def topic_id(pulsar_topic: str) -> uuid.UUID:
+    return uuid.uuid5(_TOPIC_ID_NAMESPACE, pulsar_topic)
+
+
+def naming(broker) -> TopicNaming:
+    return TopicNaming(broker.settings.kafka_tenant, broker.settings.kafka_namespace)
+
+
+async def resolve_topic(broker, name: str, auto_create: bool) -> tuple[ErrorCode, TopicInfo | None]:
+    """Find (and, if allowed, create) the topic a Kafka client names."""
+    try:
+        pulsar_topic = naming(broker).pulsar_topic(name)
+    except InvalidTopicName:
+        return ErrorCode.invalid_topic_exception, None
+    backend = broker.backend
+    info = await backend.describe_topic(pulsar_topic)
+    if info is None and auto_create:
+        try:
+            info = await backend.create_topic(pulsar_topic, broker.settings.default_num_partitions)
+        except TopicExists as exc:
+            info = exc.info
+    if info is None:
+        return ErrorCode.unknown_topic_or_partition, None
+    return ErrorCode.none, info
+
+
+def _topic_entry(schema, broker, name: str, error: ErrorCode, info: TopicInfo | None):
+    topic_cls = sibling(schema, "MetadataResponseTopic")
+    partition_cls = sibling(schema, "MetadataResponsePartition")
+    partitions = ()
+    if info is not None:
+        node = broker.node_id
+        partitions = tuple(
+            make(partition_cls, error_code=ErrorCode.none, partition_index=i, leader_id=node,
+                 leader_epoch=-1, replica_nodes=(node,), isr_nodes=(node,), offline_replicas=())
+            for i in range(info.partitions)
+        )
+    return make(topic_cls, error_code=error, name=name,
+                topic_id=topic_id(info.pulsar_topic) if info else uuid.UUID(int=0),
+                is_internal=False, partitions=partitions,
+                topic_authorized_operations=_AUTHORIZED_OPS_UNKNOWN)
+
+
+def _find_by_id(broker, wanted) -> TopicInfo | None:
+    ns = naming(broker)
+    for info in broker.backend.known_topics(ns.tenant, ns.namespace):
+        if topic_id(info.pulsar_topic) == wanted:
+            return info
+    return None
+
+
+@api(API_KEY, 0, 12)
+async def handle_metadata(ctx, request):
+    broker = ctx.broker
+    schema = ctx.response_schema
+    version = ctx.api_version
+    requested = request.topics
+    # v0: an empty list means "all topics"; v1+: null means all, empty means none.
+    all_topics = requested is None or (version == 0 and len(requested) == 0)
+    # Before v4 there is no flag; Kafka brokers then auto-create per their config (on).
+    auto_create = getattr(request, "allow_auto_topic_creation", True)
+    entries = []
+    if all_topics:
+        ns = naming(broker)
+        for info in sorted(broker.backend.known_topics(ns.tenant, ns.namespace), key=lambda i: i.pulsar_topic):
+            entries.append(_topic_entry(schema, broker, ns.kafka_name(info.pulsar_topic), ErrorCode.none, info))
+    else:
+        names = [t.name for t in requested]
+        results = await asyncio.gather(*(resolve_topic(broker, n, auto_create) for n in names if n is not None))
+        results.reverse()
+        for topic in requested:
+            if topic.name is None:  # v10+: asked by topic id, which we only know for known topics
+                info = _find_by_id(broker, getattr(topic, "topic_id", None))
+                if info is None:
+                    entries.append(make(sibling(schema, "MetadataResponseTopic"), error_code=ErrorCode.unknown_topic_id,
+                                        name=None, topic_id=topic.topic_id, partitions=()))
+                else:
+                    kafka_name = naming(broker).kafka_name(info.pulsar_topic)
+                    entries.append(_topic_entry(schema, broker, kafka_name, ErrorCode.none, info))
+                continue
+            error, info = results.pop()
+            entries.append(_topic_entry(schema, broker, topic.name, error, info))
+    broker_cls = sibling(schema, "MetadataResponseBroker")
+    brokers = (make(broker_cls, node_id=broker.node_id, host=broker.host, port=broker.port, rack=None),)
+    return make(schema, throttle_time=_ZERO, brokers=brokers, cluster_id=broker.cluster_id,
+                controller_id=broker.node_id, topics=tuple(entries),
+                cluster_authorized_operations=_AUTHORIZED_OPS_UNKNOWN)

@@ -1,0 +1,73 @@
+"""The handler registry: one entry per Kafka API, the single source of the ApiVersions answer.
+
+A handler module registers its API key and version range with `@api(...)`.
+Registration checks that kio has a request and response schema for every
+version in the range, so we can never advertise a version we cannot parse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from kio.index import api_key_map
+
+from kop_fast.protocol.schemas import request_schema, response_schema
+
+Handler = Callable[[Any, Any], Any]
+ErrorResponder = Callable[[Any, Any, Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiEntry:
+    api_key: int
+    name: str
+    min_version: int
+    max_version: int
+    handle: Handler
+    # Builds the response that carries one error code for the whole request;
+    # without it, an unexpected failure closes the connection.
+    error_response: ErrorResponder | None = None
+
+
+class HandlerRegistry:
+    def __init__(self) -> None:
+        self._entries: dict[int, ApiEntry] = {}
+
+    def register(self, api_key: int, min_version: int, max_version: int,
+                 handle: Handler, error_response: ErrorResponder | None = None) -> None:
+        if api_key in self._entries:
+            raise ValueError(f"API {api_key} registered twice")
+        if not 0 <= min_version <= max_version:
+            raise ValueError(f"API {api_key}: bad version range {min_version}..{max_version}")
+        for version in range(min_version, max_version + 1):
+            request_schema(api_key, version)  # raises if kio lacks it
+            response_schema(api_key, version)
+        self._entries[api_key] = ApiEntry(
+            api_key, api_key_map[api_key], min_version, max_version, handle, error_response
+        )
+
+    def get(self, api_key: int) -> ApiEntry | None:
+        return self._entries.get(api_key)
+
+    def supported(self) -> list[tuple[int, int, int]]:
+        """(api_key, min_version, max_version) of every implemented API, by key."""
+        return sorted((e.api_key, e.min_version, e.max_version) for e in self._entries.values())
+
+    def __contains__(self, api_key: int) -> bool:
+        return api_key in self._entries
+
+
+REGISTRY = HandlerRegistry()
+
+
+def api(api_key: int, min_version: int, max_version: int, *,
+        error_response: ErrorResponder | None = None,
+        registry: HandlerRegistry = REGISTRY):
+    """Decorator registering a handler `handle(ctx, request) -> response | awaitable | None`."""
+
+    def decorate(fn: Handler) -> Handler:
+        registry.register(api_key, min_version, max_version, fn, error_response)
+        return fn
+
+    return decorate

@@ -1,0 +1,29 @@
+"""Build of the compiled hot path, kop_fast._codec.
+
+The extension is required: a failed compile fails the install loudly instead
+of silently leaving only the pure-Python twin (set KOP_FAST_NO_EXTENSIONS=1 at
+run time to choose the twin on purpose).
+"""
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+extensions = [
+    Extension(
+        "kop_fast._codec",
+        ["kop_fast/_codec.pyx"],
+        extra_compile_args=["-O3", "-fno-strict-aliasing"],
+    )
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        language_level=3,
+        compiler_directives={
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+        },
+    ),
+)

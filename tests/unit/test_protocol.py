@@ -1,0 +1,76 @@
+import struct
+
+import pytest
+
+from kop_fast.backend.naming import InvalidTopicName, TopicNaming, partition_topic, split_partition_topic
+from kop_fast.protocol.errors import MalformedRequest
+from kop_fast.protocol.headers import parse_request_header, response_header, skip_tagged_fields
+from kop_fast.protocol.schemas import decode_request, encode_request, request_schema
+from kop_fast.server.registry import HandlerRegistry
+
+
+def test_request_header_v1_and_v2():
+    frame = struct.pack(">hhih", 3, 1, 42, 3) + b"abc" + b"BODY"
+    header, pos = parse_request_header(frame, flexible=False)
+    assert (header.api_key, header.api_version, header.correlation_id, header.client_id) == (3, 1, 42, "abc")
+    assert frame[pos:] == b"BODY"
+    # v2: null client id, then one tagged field (tag 5, 2 bytes) to skip
+    frame = struct.pack(">hhih", 3, 12, 7, -1) + b"\x01\x05\x02xy" + b"BODY"
+    header, pos = parse_request_header(frame, flexible=True)
+    assert header.client_id is None and frame[pos:] == b"BODY"
+
+
+@pytest.mark.parametrize("frame", [
+    b"\x00\x03\x00",
+    struct.pack(">hhih", 3, 1, 42, 10) + b"abc",
+    struct.pack(">hhih", 3, 12, 7, -1) + b"\x01\x05\x09xy",
+    struct.pack(">hhih", 3, 12, 7, -1) + b"\xff\xff\xff\xff\xff",
+])
+def test_malformed_headers(frame):
+    with pytest.raises(MalformedRequest):
+        parse_request_header(frame, flexible=True)
+
+
+def test_tagged_fields_and_response_header():
+    assert skip_tagged_fields(b"\x00", 0) == 1
+    assert response_header(5, False) == b"\x00\x00\x00\x05"
+    assert response_header(5, True) == b"\x00\x00\x00\x05\x00"
+
+
+def test_request_round_trip_through_kio():
+    schema = request_schema(3, 12)
+    topic = schema.__dataclass_fields__["topics"]
+    assert topic is not None
+    body = encode_request(schema(topics=None, allow_auto_topic_creation=True,
+                                 include_topic_authorized_operations=False))
+    frame = b"HEAD" + body
+    assert decode_request(3, 12, frame, 4).allow_auto_topic_creation is True
+    with pytest.raises(MalformedRequest):
+        decode_request(3, 12, frame[:-2], 4)
+
+
+def test_registry_checks_schemas_and_builds_api_versions():
+    registry = HandlerRegistry()
+    registry.register(18, 0, 3, lambda ctx, req: None)
+    registry.register(3, 0, 12, lambda ctx, req: None)
+    assert registry.supported() == [(3, 0, 12), (18, 0, 3)]
+    with pytest.raises(Exception):
+        registry.register(0, 0, 99, lambda ctx, req: None)  # kio has no Produce v99
+    with pytest.raises(ValueError):
+        registry.register(18, 0, 3, lambda ctx, req: None)  # twice
+
+
+def test_topic_naming():
+    n = TopicNaming("public", "default")
+    assert n.pulsar_topic("orders") == "persistent://public/default/orders"
+    assert n.pulsar_topic("tenant1/ns1/t") == "persistent://tenant1/ns1/t"
+    assert n.pulsar_topic("persistent://a/b/c") == "persistent://a/b/c"
+    assert n.kafka_name("persistent://public/default/orders") == "orders"
+    assert n.kafka_name("persistent://a/b/c") == "persistent://a/b/c"
+    for bad in ("", "..", "a b", "x" * 250, "a/b"):
+        with pytest.raises(InvalidTopicName):
+            n.pulsar_topic(bad)
+    assert partition_topic("persistent://p/d/t", 3) == "persistent://p/d/t-partition-3"
+    assert partition_topic("persistent://p/d/t", 0, partitioned=False) == "persistent://p/d/t"
+    assert split_partition_topic("persistent://p/d/t-partition-3") == ("persistent://p/d/t", 3)
+    assert split_partition_topic("persistent://p/d/t") == ("persistent://p/d/t", None)
