@@ -25,7 +25,7 @@ serve: $(STAMP)
 test: test-compiled test-pure
 
 test-compiled: $(STAMP)
-	$(PY) -m pytest $(PYTEST_FLAGS)
+	KOP_FAST_EXPECT_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_FLAGS)
 
 test-pure: $(STAMP)
 	KOP_FAST_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_FLAGS)

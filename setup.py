@@ -11,6 +11,10 @@ extensions = [
     Extension(
         "kop_fast._codec",
         ["kop_fast/_codec.pyx"],
+        # the CRC32C C code; SSE4.2 is enabled per function inside it
+        # (target attribute + run-time dispatch), never for the whole module
+        depends=["kop_fast/_crc32c.h", "kop_fast/_codec.pxd"],
+        include_dirs=["kop_fast"],
         extra_compile_args=["-O3", "-fno-strict-aliasing"],
     )
 ]

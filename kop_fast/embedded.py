@@ -82,9 +82,16 @@ class EmbeddedPulsar:
         _stop_leftover(self.pid_path)
         config_path = self.data_dir / "pulsar-lite.toml"
         # Written every start so an old file cannot silently change behaviour.
+        # pulsar-lite ignores keys it does not know and falls back to defaults on any
+        # error, so this file stays minimal. Its metrics endpoint would otherwise bind
+        # 0.0.0.0:8080; below 5 MiB (the client's limit) an oversize message makes the
+        # client reconnect forever.
         config_path.write_text(
             "# written by kop_fast at every start of the embedded broker\n"
+            f'log_level = "{self.log_level}"\n'
+            "default_partitions = 0\n"
             "max_message_size_bytes = 10485760\n"
+            "\n[metrics]\nenabled = false\n"
         )
         last_error = "unknown error"
         for _attempt in range(3):  # a free port can be taken between probe and bind

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-READY = re.compile(r"kop-fast ready: listening on 127\.0\.0\.1:(\d+)")
+READY = re.compile(r"kop-fast ready: listening on 127\.0\.0\.1:(\d+).* pulsar (pulsar://\S+)")
 START_TIMEOUT_S = 60
 
 
@@ -28,6 +28,7 @@ class KopServer:
         self.env = env
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
+        self.pulsar_url: str | None = None  # the Pulsar this server uses (embedded or --pulsar-url)
         self.log_path = self.data_dir.parent / f"{self.data_dir.name}-kop-fast.log"
 
     @property
@@ -51,6 +52,7 @@ class KopServer:
             m = READY.search(text)
             if m:
                 self.port = int(m.group(1))
+                self.pulsar_url = m.group(2)
                 return self
             if self.process.poll() is not None:
                 raise RuntimeError(f"kop-fast exited with {self.process.returncode}:\n{text[-3000:]}")

@@ -16,7 +16,8 @@ import pulsar
 
 from kop_fast.backend.base import TopicExists, TopicInfo
 from kop_fast.backend.bridge import CompletionBridge, PulsarError, has_message_available
-from kop_fast.backend.naming import split_partition_topic
+from kop_fast.backend.naming import partition_topic, split_partition_topic
+from kop_fast.backend.partition import PartitionLog
 from kop_fast.backend.topic_registry import TopicRegistry
 from kop_fast.config import Settings
 
@@ -35,6 +36,8 @@ class PulsarBackend:
         self.bridge: CompletionBridge | None = None
         self.topics: TopicRegistry | None = None
         self._native_probe: dict[str, tuple[float, TopicInfo | None]] = {}
+        self._partitions: dict[str, PartitionLog] = {}
+        self._sweeper: asyncio.Task | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -42,7 +45,9 @@ class PulsarBackend:
         pulsar_logger = logging.getLogger("kop_fast.pulsar.client")
         self._client_wrapper = pulsar.Client(
             self.service_url,
-            operation_timeout_seconds=30,
+            # pulsar-lite reports many failures by dropping the connection; the client
+            # then retries until this timeout. Keep it short enough to answer clients.
+            operation_timeout_seconds=10,
             connection_timeout_ms=10000,
             logger=pulsar_logger,
         )
@@ -53,8 +58,14 @@ class PulsarBackend:
             await asyncio.wait_for(self.topics.start(), 30)
         except asyncio.TimeoutError:
             raise PulsarError(None, f"Pulsar at {self.service_url} did not answer within 30 s") from None
+        self._sweeper = asyncio.create_task(self._sweep_idle_readers(), name="reader-sweeper")
 
     async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for log_ in list(self._partitions.values()):
+            await log_.close()
+        self._partitions.clear()
         if self.topics is not None:
             await self.topics.close()
         if self.client is not None:
@@ -65,6 +76,35 @@ class PulsarBackend:
             except (PulsarError, asyncio.TimeoutError):
                 pass
             self.client = None
+
+    # -- partitions -----------------------------------------------------------------------------
+    def partition(self, info: TopicInfo, index: int) -> PartitionLog:
+        name = partition_topic(info.pulsar_topic, index, info.partitioned)
+        log_ = self._partitions.get(name)
+        if log_ is None:
+            log_ = PartitionLog(self.client, self.bridge, name, self.settings.entry_format)
+            self._partitions[name] = log_
+        return log_
+
+    async def _sweep_idle_readers(self) -> None:
+        while True:
+            await asyncio.sleep(10)
+            now = time.monotonic()
+            for log_ in list(self._partitions.values()):
+                try:
+                    await log_.close_idle_readers(now)
+                except Exception:
+                    log.exception("closing idle readers of %s failed", log_.topic)
+
+    def cached_topic(self, pulsar_topic: str) -> TopicInfo | None:
+        """The layout when it is known without asking Pulsar (the hot path of Produce and Fetch)."""
+        info = self.topics.get(pulsar_topic)
+        if info is not None:
+            return info
+        cached = self._native_probe.get(pulsar_topic)
+        if cached is not None and cached[1] is not None:
+            return cached[1]
+        return None
 
     # -- topics -------------------------------------------------------------------------------
     async def describe_topic(self, pulsar_topic: str) -> TopicInfo | None:

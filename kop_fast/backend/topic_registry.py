@@ -49,7 +49,7 @@ class TopicRegistry:
         self._client.create_producer_async_v2(self.topic, conf, cb)
         self._producer = await fut
         rconf = _pulsar.ReaderConfiguration()
-        rconf.receiver_queue_size(1000)
+        rconf.receiver_queue_size(10)  # larger queues stall on pulsar-lite (see backend/partition.py)
         fut, cb = self._bridge.value_future()
         self._client.create_reader_async_v2(self.topic, _pulsar.MessageId.earliest, rconf, cb)
         self._reader = await fut
@@ -97,6 +97,8 @@ class TopicRegistry:
 
     def _apply(self, message) -> None:
         position = message_position(message.message_id())
+        if position <= self._position:
+            return  # pulsar-lite may deliver a message again
         try:
             record = orjson.loads(message.data())
             op = record["op"]

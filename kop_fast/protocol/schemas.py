@@ -9,16 +9,19 @@ from kio.index import load_request_schema, load_response_schema
 from kio.serial import entity_reader, entity_writer
 
 from kop_fast.protocol.errors import MalformedRequest
+from kop_fast.protocol.extra_schemas import EXTRA_SCHEMAS
 
 
 @lru_cache(maxsize=None)
 def request_schema(api_key: int, version: int):
-    return load_request_schema(api_key, version)
+    extra = EXTRA_SCHEMAS.get((api_key, version))
+    return extra[0] if extra else load_request_schema(api_key, version)
 
 
 @lru_cache(maxsize=None)
 def response_schema(api_key: int, version: int):
-    return load_response_schema(api_key, version)
+    extra = EXTRA_SCHEMAS.get((api_key, version))
+    return extra[1] if extra else load_response_schema(api_key, version)
 
 
 @lru_cache(maxsize=None)

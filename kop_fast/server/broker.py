@@ -6,6 +6,7 @@ import base64
 import hashlib
 
 from kop_fast.config import Settings
+from kop_fast.producer_state import ProducerStateTable
 from kop_fast.server.registry import REGISTRY, HandlerRegistry
 
 
@@ -26,3 +27,4 @@ class Broker:
         self.cluster_id = settings.cluster_id or default_cluster_id(
             pulsar_url, settings.kafka_tenant, settings.kafka_namespace)
         self.connections: set = set()
+        self.producer_state = ProducerStateTable()

@@ -74,3 +74,27 @@ def test_topic_naming():
     assert partition_topic("persistent://p/d/t", 0, partitioned=False) == "persistent://p/d/t"
     assert split_partition_topic("persistent://p/d/t-partition-3") == ("persistent://p/d/t", 3)
     assert split_partition_topic("persistent://p/d/t") == ("persistent://p/d/t", None)
+
+
+def test_list_offsets_v0_schema_round_trip():
+    from kop_fast.protocol.schemas import response_schema
+    from kop_fast.protocol.build import make, sibling
+    import io
+
+    from kio.serial import entity_writer
+
+    from kop_fast.protocol.errors import ErrorCode
+
+    req_schema = request_schema(2, 0)
+    topic = sibling(req_schema, "ListOffsetsTopic")
+    part = sibling(req_schema, "ListOffsetsPartition")
+    body = encode_request(req_schema(replica_id=-1, topics=(topic(name="t", partitions=(
+        part(partition_index=3, timestamp=-2, max_num_offsets=1),)),)))
+    assert body == struct.pack(">iih", -1, 1, 1) + b"t" + struct.pack(">iiqi", 1, 3, -2, 1)
+    assert decode_request(2, 0, body, 0).topics[0].partitions[0].timestamp == -2
+    resp = response_schema(2, 0)
+    out = io.BytesIO()
+    entity_writer(resp)(out, make(resp, topics=(make(sibling(resp, "ListOffsetsTopicResponse"), name="t",
+        partitions=(make(sibling(resp, "ListOffsetsPartitionResponse"), partition_index=3, error_code=ErrorCode.none,
+                         old_style_offsets=(42,)),)),)))
+    assert out.getvalue() == struct.pack(">ih", 1, 1) + b"t" + struct.pack(">iihiq", 1, 3, 0, 1, 42)

@@ -6,11 +6,11 @@ import asyncio
 import datetime
 import uuid
 
-from kop_fast.backend.base import TopicExists, TopicInfo
-from kop_fast.backend.naming import InvalidTopicName, TopicNaming
+from kop_fast.backend.base import TopicInfo
 from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.errors import ErrorCode
 from kop_fast.server.registry import api
+from kop_fast.server.topics import naming, resolve_topic
 
 API_KEY = 3
 _ZERO = datetime.timedelta(0)
@@ -21,28 +21,6 @@ _AUTHORIZED_OPS_UNKNOWN = -(2**31)
 
 def topic_id(pulsar_topic: str) -> uuid.UUID:
     return uuid.uuid5(_TOPIC_ID_NAMESPACE, pulsar_topic)
-
-
-def naming(broker) -> TopicNaming:
-    return TopicNaming(broker.settings.kafka_tenant, broker.settings.kafka_namespace)
-
-
-async def resolve_topic(broker, name: str, auto_create: bool) -> tuple[ErrorCode, TopicInfo | None]:
-    """Find (and, if allowed, create) the topic a Kafka client names."""
-    try:
-        pulsar_topic = naming(broker).pulsar_topic(name)
-    except InvalidTopicName:
-        return ErrorCode.invalid_topic_exception, None
-    backend = broker.backend
-    info = await backend.describe_topic(pulsar_topic)
-    if info is None and auto_create:
-        try:
-            info = await backend.create_topic(pulsar_topic, broker.settings.default_num_partitions)
-        except TopicExists as exc:
-            info = exc.info
-    if info is None:
-        return ErrorCode.unknown_topic_or_partition, None
-    return ErrorCode.none, info
 
 
 def _topic_entry(schema, broker, name: str, error: ErrorCode, info: TopicInfo | None):

@@ -1,0 +1,680 @@
+"""One Kafka partition stored in one Pulsar topic: appends, offset bounds, and readers for fetches.
+
+Offsets are Pulsar positions packed with `codec.pack_offset(ledger, entry, index)`:
+a Kafka-format entry (one stored Kafka batch) holds offsets base+0 .. base+n-1
+with base = pack(ledger, entry, 0); a Pulsar-native message at batch index i of
+its entry has offset pack(ledger, entry, max(i, 0)). Offsets therefore grow with
+Pulsar's own order but have gaps between entries; a fetch inside a gap returns
+the next existing record.
+
+Readers (`TailReader`) are kept per partition and reused while fetches continue
+where the previous one stopped. Each pumps entries from Pulsar into a bounded
+buffer ahead of the next fetch, so a consumer that keeps up is served from
+memory, and a long poll wakes as soon as an entry arrives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+import uuid
+from collections import deque
+
+import _pulsar
+
+from kop_fast import codec
+from kop_fast.backend.bridge import CompletionBridge, PulsarError, has_message_available
+from kop_fast.pulsar_payload import (
+    FORMAT_PROPERTY,
+    FORMAT_V2,
+    KEY_B64_PROPERTY,
+    RECORDS_PROPERTY,
+    RESERVED_PROPERTIES,
+)
+
+log = logging.getLogger("kop_fast.partition")
+
+# A reader stops pumping once this much is buffered and waits for fetches to take it.
+READER_BUFFER_BYTES = 8 * 1024 * 1024
+# pulsar-lite stalls readers now and then (nothing delivered although entries exist)
+# with receiver queues of 100 and more; measured on a 300k-record consume: queue 1000,
+# 3 stalls and 38k records/s; queue 10, no stall and 173k records/s (client-bound).
+RECEIVER_QUEUE = 10
+MAX_READERS_PER_PARTITION = 8
+READER_IDLE_S = 60.0
+SEND_TIMEOUT_MS = 30000
+_OK = _pulsar.Result.Ok
+
+
+def message_id(ledger: int, entry: int, batch_index: int = -1):
+    return _pulsar.MessageId(-1, ledger, entry, batch_index)
+
+
+def position_of(msg) -> tuple[int, int, int]:
+    mid = msg.message_id()
+    return mid.ledger_id(), mid.entry_id(), mid.batch_index()
+
+
+class DuplicateFilter:
+    """Drops messages at or before the last one delivered.
+
+    pulsar-lite can deliver a message several times, and out of order, to the same
+    reader; what is left after dropping anything not beyond the last position is
+    complete and in order (measured).
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = (-1, -1, -2)
+
+    def fresh(self, msg) -> bool:
+        position = position_of(msg)
+        if position <= self.last:
+            return False
+        self.last = position
+        return True
+
+
+class KafkaEntry:
+    """A stored Kafka batch as read back: fetch sends `parts` (base offset patched, no copy of the rest)."""
+
+    __slots__ = ("base_offset", "next_offset", "parts", "size", "data")
+
+    def __init__(self, base_offset: int, count: int, data: bytes) -> None:
+        self.base_offset = base_offset
+        self.next_offset = base_offset + count
+        self.data = data
+        # The stored base offset is the producer's (0); the real one replaces it on the way out.
+        self.parts = (base_offset.to_bytes(8, "big", signed=True), memoryview(data)[8:])
+        self.size = len(data)
+
+    @property
+    def max_timestamp(self) -> int:
+        return int.from_bytes(self.data[35:43], "big", signed=True)
+
+    def records(self) -> list:
+        patched = bytearray(self.data)
+        codec.patch_base_offset(patched, self.base_offset)
+        return codec.decode_batches(bytes(patched))[0].records
+
+
+class NativeMessage:
+    """One message a Pulsar application wrote (or entry format `pulsar`), as a Kafka record."""
+
+    __slots__ = ("base_offset", "next_offset", "ledger", "entry", "record", "size")
+
+    def __init__(self, ledger: int, entry: int, offset: int, record) -> None:
+        self.ledger = ledger
+        self.entry = entry
+        self.base_offset = offset
+        self.next_offset = offset + 1
+        self.record = record
+        self.size = 64 + (len(record.value) if record.value else 0) + (len(record.key) if record.key else 0)
+
+    @property
+    def max_timestamp(self) -> int:
+        return self.record.timestamp
+
+    def records(self) -> list:
+        return [self.record]
+
+
+def convert_message(msg) -> KafkaEntry | NativeMessage:
+    """A pulsar-client Message as what Fetch sends."""
+    mid = msg.message_id()
+    ledger, entry, index = mid.ledger_id(), mid.entry_id(), mid.batch_index()
+    properties = msg.properties()
+    if properties.get(FORMAT_PROPERTY) == FORMAT_V2:
+        count = int(properties.get(RECORDS_PROPERTY, "0"))
+        return KafkaEntry(codec.pack_offset(ledger, entry, 0), count, msg.data())
+    offset = codec.pack_offset(ledger, entry, index if index > 0 else 0)
+    key = msg.partition_key()
+    if key:
+        key = base64.b64decode(key) if properties.get(KEY_B64_PROPERTY) == "1" else key.encode()
+    else:
+        key = None
+    value = None if msg.has_null_value() else msg.data()
+    timestamp = msg.event_timestamp() or msg.publish_timestamp()
+    headers = codec.properties_to_headers({k: v for k, v in properties.items() if k not in RESERVED_PROPERTIES})
+    return NativeMessage(ledger, entry, offset, codec.Record(offset, timestamp, key, value, headers))
+
+
+def encode_native_group(group: list[NativeMessage]) -> bytes:
+    """Messages of one Pulsar entry with consecutive indexes as one Kafka batch."""
+    return codec.encode_batch([m.record for m in group], base_offset=group[0].base_offset)
+
+
+class TailReader:
+    """A Pulsar reader that pumps converted entries into a bounded buffer ahead of fetches."""
+
+    def __init__(self, log_: "PartitionLog", offset: int) -> None:
+        self.log = log_
+        self.position = offset  # the offset the next fetch from this reader is expected at
+        self._reader = None
+        self._items: deque = deque()
+        self._buffered = 0
+        self._reading = False
+        self._closed = False
+        self._failed: Exception | None = None
+        self._waiters: list[asyncio.Future] = []
+        self.last_used = time.monotonic()
+        self.last_delivery = time.monotonic()
+        self._filter = DuplicateFilter()
+        # A fetch holds the reader it uses, so two consumers at the same offset
+        # never take each other's data.
+        self.leased = False
+
+    @property
+    def failed(self) -> bool:
+        return self._failed is not None
+
+    async def open(self, start) -> None:
+        conf = _pulsar.ReaderConfiguration()
+        conf.receiver_queue_size(RECEIVER_QUEUE)
+        conf.start_message_id_inclusive(True)
+        fut, cb = self.log.bridge.value_future()
+        self.log.client.create_reader_async_v2(self.log.topic, start, conf, cb)
+        self._reader = await fut
+        self._pump()
+
+    def covers(self, offset: int) -> bool:
+        if self._failed is not None or self._closed or self.leased:
+            return False
+        if offset == self.position:
+            return True
+        items = self._items
+        return bool(items) and items[0].base_offset <= offset < items[-1].next_offset and offset >= self.position
+
+    # -- pumping (completions arrive on the loop through the bridge) --------------------------
+    def _pump(self) -> None:
+        if self._reading or self._closed or self._buffered >= READER_BUFFER_BYTES:
+            return
+        self._reading = True
+        bridge = self.log.bridge
+        self._reader.read_next_async(lambda res, msg: bridge.post(self._on_message, res, msg))
+
+    def _on_message(self, result, msg) -> None:
+        self._reading = False
+        if self._closed:
+            return
+        if result != _OK:
+            self._failed = PulsarError(result)
+            log.warning("reader on %s failed: %s", self.log.topic, result)
+            self._wake()
+            return
+        if not self._filter.fresh(msg):
+            self._pump()
+            return
+        self.last_delivery = time.monotonic()
+        try:
+            item = convert_message(msg)
+        except Exception:  # a message we cannot interpret must not stop the partition
+            log.exception("skipping unreadable message %s on %s", msg.message_id(), self.log.topic)
+            self._pump()
+            return
+        self._items.append(item)
+        self._buffered += item.size
+        self.log.observe_end(item.next_offset)
+        self._wake()
+        self._pump()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def mark_stalled(self) -> None:
+        """pulsar-lite can stop delivering to a reader although entries exist: replace it."""
+        if self._failed is None:
+            self._failed = PulsarError(_pulsar.Result.Timeout, "reader stalled")
+
+    def wait_future(self) -> asyncio.Future:
+        """Resolves when something new is buffered (or the reader failed)."""
+        fut = asyncio.get_running_loop().create_future()
+        if self._items or self._failed is not None:
+            fut.set_result(None)
+        else:
+            self._waiters.append(fut)
+        return fut
+
+    # -- taking data for a fetch ------------------------------------------------------------
+    def take(self, offset: int, max_bytes: int) -> tuple[list, int]:
+        """Buffered batches at or after `offset`, at most max_bytes (but at least one batch)."""
+        if self._failed is not None:
+            raise self._failed
+        self.last_used = time.monotonic()
+        items = self._items
+        parts: list = []
+        size = 0
+        while items:
+            item = items[0]
+            if item.next_offset <= offset:  # before the asked offset (or inside a gap before it)
+                items.popleft()
+                self._buffered -= item.size
+                continue
+            if parts and size + item.size > max_bytes:
+                break
+            if type(item) is KafkaEntry:
+                items.popleft()
+                self._buffered -= item.size
+                parts.extend(item.parts)
+                size += item.size
+                self.position = item.next_offset
+                continue
+            # Native messages: one Kafka batch per run of consecutive messages of one entry.
+            group = [items.popleft()]
+            self._buffered -= item.size
+            while items:
+                nxt = items[0]
+                if (type(nxt) is not NativeMessage or nxt.ledger != item.ledger or nxt.entry != item.entry
+                        or nxt.base_offset != group[-1].next_offset):
+                    break
+                group.append(items.popleft())
+                self._buffered -= nxt.size
+            batch = encode_native_group(group)
+            parts.append(batch)
+            size += len(batch)
+            self.position = group[-1].next_offset
+        self._pump()
+        return parts, size
+
+    async def close(self) -> None:
+        self._closed = True
+        self._wake()
+        if self._reader is not None:
+            fut, cb = self.log.bridge.result_future()
+            self._reader.close_async(cb)
+            try:
+                await asyncio.wait_for(fut, 5)
+            except (PulsarError, asyncio.TimeoutError):
+                pass
+
+
+class PartitionLog:
+    def __init__(self, client: _pulsar.Client, bridge: CompletionBridge, topic: str, entry_format: str) -> None:
+        self.client = client
+        self.bridge = bridge
+        self.topic = topic
+        self.entry_format = entry_format
+        self.high_watermark: int | None = None
+        self.log_start: int | None = None
+        self._producer = None
+        self._producer_task: asyncio.Future | None = None
+        self._load_task: asyncio.Task | None = None
+        self._readers: list[TailReader] = []
+        self._backlog: deque = deque()
+
+    # -- offsets bounds --------------------------------------------------------------------------
+    def observe_end(self, next_offset: int) -> None:
+        if self.high_watermark is None or next_offset > self.high_watermark:
+            self.high_watermark = next_offset
+
+    async def bounds(self) -> tuple[int, int]:
+        """(log start offset, high watermark), loaded from Pulsar on first use."""
+        if self.high_watermark is None or self.log_start is None:
+            if self._load_task is None or (self._load_task.done() and self._load_task.exception()):
+                self._load_task = asyncio.ensure_future(self._load_bounds())
+            await asyncio.shield(self._load_task)
+        return self.log_start, self.high_watermark
+
+    async def _load_bounds(self) -> None:
+        last = await self._last_message_position()
+        if last is None:
+            self.observe_end(0)
+            if self.log_start is None:
+                self.log_start = 0
+            return
+        ledger, entry = last
+        end = await self._end_of_entries_from(message_id(ledger, entry))
+        self.observe_end(end)
+        first = await self._first_offset()
+        if self.log_start is None:
+            self.log_start = first if first is not None else self.high_watermark
+
+    async def _last_message_position(self) -> tuple[int, int] | None:
+        """Ledger and entry of the topic's last entry (a short-lived probe subscription asks Pulsar)."""
+        conf = _pulsar.ConsumerConfiguration()
+        conf.consumer_type(_pulsar.ConsumerType.Exclusive)
+        conf.receiver_queue_size(1)
+        name = f"__kop_fast_probe_{uuid.uuid4().hex[:12]}"
+        fut, cb = self.bridge.value_future()
+        self.client.subscribe_async_v2(self.topic, name, conf, cb)
+        consumer = await fut
+        try:
+            fut, cb = self.bridge.result_future()
+            consumer.get_last_message_id_async(cb)
+            try:
+                mid = await fut
+            except PulsarError as exc:
+                if exc.result == _pulsar.Result.UnknownError:  # pulsar-lite: "Topic has no messages"
+                    return None
+                raise
+            if mid.ledger_id() < 0 or mid.entry_id() < 0:
+                return None
+            return mid.ledger_id(), mid.entry_id()
+        finally:
+            # Never leave a durable subscription behind: it would pin the backlog.
+            fut, cb = self.bridge.result_future()
+            consumer.unsubscribe_async(cb)
+            try:
+                await asyncio.wait_for(fut, 10)
+            except (PulsarError, asyncio.TimeoutError):
+                log.warning("could not remove probe subscription %s on %s", name, self.topic)
+
+    async def _open_reader(self, start):
+        conf = _pulsar.ReaderConfiguration()
+        conf.receiver_queue_size(RECEIVER_QUEUE)
+        conf.start_message_id_inclusive(True)
+        fut, cb = self.bridge.value_future()
+        self.client.create_reader_async_v2(self.topic, start, conf, cb)
+        return await fut
+
+    async def _close_reader(self, reader) -> None:
+        fut, cb = self.bridge.result_future()
+        reader.close_async(cb)
+        try:
+            await asyncio.wait_for(fut, 5)
+        except (PulsarError, asyncio.TimeoutError):
+            pass
+
+    async def _read(self, reader, timeout_s: float = 10.0):
+        fut, cb = self.bridge.result_future()
+        reader.read_next_async(cb)
+        return await asyncio.wait_for(fut, timeout_s)
+
+    async def _end_of_entries_from(self, start) -> int:
+        """Offset after the last record, reading from `start` (the last entry) to the end."""
+        reader = await self._open_reader(start)
+        dedup = DuplicateFilter()
+        try:
+            end = 0
+            while True:
+                msg = await self._read(reader)
+                if dedup.fresh(msg):
+                    end = max(end, convert_message(msg).next_offset)
+                if not await has_message_available(self.bridge, reader):
+                    return end
+        finally:
+            await self._close_reader(reader)
+
+    async def _first_offset(self) -> int | None:
+        reader = await self._open_reader(_pulsar.MessageId.earliest)
+        try:
+            if not await has_message_available(self.bridge, reader):
+                return None
+            return convert_message(await self._read(reader)).base_offset
+        finally:
+            await self._close_reader(reader)
+
+    # -- time index ---------------------------------------------------------------------------
+    async def _item_at_or_after(self, offset: int, attempts: int = 3):
+        """The first stored item holding an offset >= `offset` (short-lived readers)."""
+        for attempt in range(attempts):
+            try:
+                return await self._probe(offset)
+            except (asyncio.TimeoutError, PulsarError):
+                # pulsar-lite can stall a reader: a fresh one usually goes on.
+                if attempt == attempts - 1:
+                    raise
+
+    async def _probe(self, offset: int):
+        ledger, entry, index = codec.unpack_offset(offset)
+        reader = await self._open_reader(message_id(ledger, entry))
+        dedup = DuplicateFilter()
+        try:
+            first = True
+            while True:
+                msg = await self._read(reader, 5.0)
+                if not dedup.fresh(msg):
+                    continue
+                item = convert_message(msg)
+                if item.next_offset > offset:
+                    return item
+                if first and type(item) is NativeMessage and item.entry == entry and index > 0:
+                    # Inside a Pulsar batch: let the client skip to the index instead of
+                    # handing us every message before it.
+                    await self._close_reader(reader)
+                    reader = await self._open_reader(message_id(ledger, entry, index))
+                    dedup = DuplicateFilter()
+                first = False
+        finally:
+            await self._close_reader(reader)
+
+    async def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with a timestamp >= the one asked, or None.
+
+        Binary search over stored entries by their max timestamp (as Kafka's time
+        index does), a reader per probe; then the records of the entry found.
+        """
+        log_start, hwm = await self.bounds()
+        lo, hi = log_start, hwm
+        candidate = None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            item = await self._item_at_or_after(mid)
+            if item.base_offset >= hi:
+                hi = mid  # [mid, hi) is a gap between entries: no record there
+            elif item.max_timestamp < timestamp:
+                lo = item.next_offset
+            else:
+                candidate = item
+                if item.base_offset <= lo:
+                    break
+                hi = item.base_offset
+        if candidate is None:
+            return None
+        for record in candidate.records():
+            if record.timestamp >= timestamp:
+                return record.offset, record.timestamp
+        return None
+
+    async def last_record(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the last record."""
+        log_start, hwm = await self.bounds()
+        if hwm <= log_start:
+            return None
+        item = await self._item_at_or_after(hwm - 1)
+        record = item.records()[-1]
+        return record.offset, record.timestamp
+
+    # -- appends ------------------------------------------------------------------------------
+    # Appends are plain functions returning futures, not coroutines: the order in which
+    # handlers call them is the order in which Pulsar stores the data, also while the
+    # producer is still being created (they wait in `_backlog`, FIFO).
+
+    def append_kafka_batch(self, batch: bytes, record_count: int) -> asyncio.Future:
+        """Store one verified Kafka batch as one Pulsar message; the future gives its base offset."""
+        fut = asyncio.get_running_loop().create_future()
+        self._submit(self._send_kafka_batch, fut, batch, record_count)
+        return fut
+
+    def append_native(self, records) -> asyncio.Future:
+        """Store each record as a Pulsar message, all in one Pulsar batch entry; the future gives the first offset."""
+        fut = asyncio.get_running_loop().create_future()
+        self._submit(self._send_native, fut, records)
+        return fut
+
+    def _submit(self, send, fut, *args) -> None:
+        if self._producer is not None and not self._backlog:
+            self._guarded_send(send, fut, *args)
+            return
+        self._backlog.append((send, fut, args))
+        if self._producer_task is None:
+            self._producer_task = asyncio.ensure_future(self._start_producer())
+
+    def _guarded_send(self, send, fut, *args) -> None:
+        try:
+            send(fut, *args)
+        except Exception as exc:  # e.g. ProducerQueueIsFull, raised synchronously by pulsar-client
+            if not fut.done():
+                fut.set_exception(exc)
+
+    async def _start_producer(self) -> None:
+        try:
+            producer = await self._create_producer()
+        except Exception as exc:
+            backlog, self._backlog = self._backlog, deque()
+            for _, fut, _args in backlog:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        finally:
+            self._producer_task = None
+        self._producer = producer
+        backlog, self._backlog = self._backlog, deque()
+        for send, fut, args in backlog:
+            self._guarded_send(send, fut, *args)
+
+    async def _create_producer(self):
+        conf = _pulsar.ProducerConfiguration()
+        conf.send_timeout_millis(SEND_TIMEOUT_MS)
+        conf.max_pending_messages(100000)
+        conf.block_if_queue_full(False)
+        if self.entry_format == "kafka":
+            # A stored Kafka batch is already a batch: one Pulsar message, one entry.
+            conf.batching_enabled(False)
+        else:
+            # Entry format pulsar: all records of one Kafka batch must land in one Pulsar
+            # batch entry. Batches are closed only by our explicit flush: the publish timer
+            # could otherwise cut a Kafka batch in two.
+            conf.batching_enabled(True)
+            conf.batching_max_messages(1 << 20)
+            conf.batching_max_allowed_size_in_bytes(256 << 20)
+            conf.batching_max_publish_delay_ms(3_600_000)
+        fut, cb = self.bridge.value_future()
+        self.client.create_producer_async_v2(self.topic, conf, cb)
+        return await fut
+
+    def producer_failed(self) -> None:
+        """Forget the producer after a failure; the next append makes a new one."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.close_async(lambda *_: None)
+
+    def _send_kafka_batch(self, fut, batch: bytes, record_count: int) -> None:
+        builder = _pulsar.MessageBuilder()
+        builder.content(batch)
+        builder.property(FORMAT_PROPERTY, FORMAT_V2)
+        builder.property(RECORDS_PROPERTY, str(record_count))
+        bridge = self.bridge
+        self._producer.send_async(builder.build(),
+                                  lambda result, mid: bridge.post(self._kafka_batch_sent, fut, result, mid, record_count))
+
+    def _kafka_batch_sent(self, fut, result, mid, record_count: int) -> None:
+        if fut.done():
+            return
+        if result != _OK:
+            fut.set_exception(PulsarError(result))
+            return
+        base = codec.pack_offset(mid.ledger_id(), mid.entry_id(), 0)
+        self.observe_end(base + record_count)
+        fut.set_result(base)
+
+    def _send_native(self, fut, records) -> None:
+        # No await between the first send and the flush: nothing else can join this Pulsar batch.
+        producer = self._producer
+        bridge = self.bridge
+        count = len(records)
+        state = {"first": None, "failed": None, "flushed": False}
+
+        def finish():
+            if fut.done() or not state["flushed"] or (state["first"] is None and state["failed"] is None):
+                return
+            if state["failed"] is not None:
+                fut.set_exception(PulsarError(state["failed"]))
+                return
+            mid = state["first"]
+            base = codec.pack_offset(mid.ledger_id(), mid.entry_id(), max(mid.batch_index(), 0))
+            self.observe_end(base + count)
+            fut.set_result(base)
+
+        def on_first(result, mid):
+            if result == _OK:
+                state["first"] = mid
+            else:
+                state["failed"] = result
+            bridge.post(finish)
+
+        def on_other(result, mid):
+            if result != _OK:
+                state["failed"] = result
+
+        def on_flush(result, _value=None):
+            if result != _OK and state["failed"] is None:
+                state["failed"] = result
+            state["flushed"] = True
+            bridge.post(finish)
+
+        for i, record in enumerate(records):
+            builder = _pulsar.MessageBuilder()
+            key = record.key
+            if key is not None:
+                try:
+                    builder.partition_key(key.decode())
+                except UnicodeDecodeError:
+                    builder.partition_key(base64.b64encode(key).decode())
+                    builder.property(KEY_B64_PROPERTY, "1")
+            if record.value is None:
+                builder.content(b"")
+                builder.set_null_value()
+            else:
+                builder.content(record.value)
+            if record.timestamp >= 0:
+                builder.event_timestamp(record.timestamp)
+            if record.headers:
+                for k, v in codec.headers_to_properties(record.headers).items():
+                    builder.property(k, v)
+            producer.send_async(builder.build(), on_first if i == 0 else on_other)
+        producer.flush_async(on_flush)
+
+    # -- readers ------------------------------------------------------------------------------
+    async def reader_for(self, offset: int) -> TailReader:
+        """A reader positioned to serve a fetch at `offset` (reused when one already is)."""
+        for reader in self._readers:
+            if reader.covers(offset):
+                reader.leased = True
+                return reader
+        for reader in [r for r in self._readers if r.failed]:
+            self._readers.remove(reader)
+            await reader.close()
+        log_start, hwm = await self.bounds()
+        if hwm == 0 and log_start == 0:
+            start = _pulsar.MessageId.earliest
+        else:
+            # Start at the entry holding `offset` (or the last entry, at the high watermark),
+            # inclusive: a reader placed past the end would wait forever.
+            ledger, entry, _ = codec.unpack_offset(min(offset, hwm))
+            start = message_id(ledger, entry)
+        reader = TailReader(self, offset)
+        reader.leased = True
+        await reader.open(start)
+        self._readers.append(reader)
+        idle = [r for r in self._readers if not r.leased]
+        if len(self._readers) > MAX_READERS_PER_PARTITION and idle:
+            oldest = min(idle, key=lambda r: r.last_used)
+            self._readers.remove(oldest)
+            await oldest.close()
+        return reader
+
+    async def close_idle_readers(self, now: float) -> None:
+        idle = [r for r in self._readers if not r.leased and now - r.last_used > READER_IDLE_S]
+        for reader in idle:
+            self._readers.remove(reader)
+            await reader.close()
+
+    async def close(self) -> None:
+        for reader in self._readers:
+            await reader.close()
+        self._readers.clear()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            fut, cb = self.bridge.result_future()
+            producer.close_async(cb)
+            try:
+                await asyncio.wait_for(fut, 5)
+            except (PulsarError, asyncio.TimeoutError):
+                pass

@@ -1,0 +1,165 @@
+"""The Kafka record codec: compiled (kop_fast._codec) unless
+``KOP_FAST_NO_EXTENSIONS=1``, then the pure-Python twin (kop_fast._codec_py).
+
+Import the API from here::
+
+    from kop_fast import codec
+    batches = codec.decode_batches(buf)
+
+``IMPLEMENTATION`` says which one was chosen ("cython" or "python").  If the
+compiled module is expected but does not import, this module raises
+ImportError instead of silently running the much slower twin.
+``implementations()`` returns every usable implementation module (tests run
+against all of them).  Both raise the same CorruptRecordError and
+OffsetOverflowError classes.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+from kop_fast import _codec_py
+
+__all__ = [
+    "COMPRESSION_GZIP",
+    "COMPRESSION_LZ4",
+    "COMPRESSION_NAMES",
+    "COMPRESSION_NONE",
+    "COMPRESSION_SNAPPY",
+    "COMPRESSION_ZSTD",
+    "CRC32C_HARDWARE",
+    "CorruptRecordError",
+    "DEFAULT_OFFSET_LAYOUT",
+    "HEADER_ORDER_PROPERTY",
+    "HEADER_PROPERTY_PREFIX",
+    "IMPLEMENTATION",
+    "MAX_DECOMPRESSED",
+    "OffsetLayout",
+    "OffsetOverflowError",
+    "Record",
+    "RecordBatch",
+    "batch_infos",
+    "crc32c",
+    "decode_batches",
+    "decode_varint",
+    "encode_batch",
+    "encode_varint",
+    "extensions_disabled",
+    "get_offset_layout",
+    "headers_to_properties",
+    "implementations",
+    "pack_offset",
+    "patch_base_offset",
+    "properties_to_headers",
+    "set_offset_layout",
+    "split_batch",
+    "unpack_offset",
+    "verify_batches",
+]
+
+#: names both implementation modules define (the public codec API)
+API = (
+    "COMPRESSION_GZIP",
+    "COMPRESSION_LZ4",
+    "COMPRESSION_NAMES",
+    "COMPRESSION_NONE",
+    "COMPRESSION_SNAPPY",
+    "COMPRESSION_ZSTD",
+    "CRC32C_HARDWARE",
+    "CorruptRecordError",
+    "DEFAULT_OFFSET_LAYOUT",
+    "HEADER_ORDER_PROPERTY",
+    "HEADER_PROPERTY_PREFIX",
+    "MAX_DECOMPRESSED",
+    "OffsetLayout",
+    "OffsetOverflowError",
+    "Record",
+    "RecordBatch",
+    "batch_infos",
+    "crc32c",
+    "decode_batches",
+    "decode_varint",
+    "encode_batch",
+    "encode_varint",
+    "get_offset_layout",
+    "headers_to_properties",
+    "pack_offset",
+    "patch_base_offset",
+    "properties_to_headers",
+    "set_offset_layout",
+    "split_batch",
+    "unpack_offset",
+    "verify_batches",
+    "_crc32c_sw",
+)
+
+
+def extensions_disabled() -> bool:
+    """True when ``KOP_FAST_NO_EXTENSIONS`` asks for the pure-Python code."""
+    value = os.environ.get("KOP_FAST_NO_EXTENSIONS", "").strip().lower()
+    return value not in ("", "0", "false", "no", "off")
+
+
+def _load_compiled() -> ModuleType:
+    try:
+        from kop_fast import _codec
+    except ImportError as exc:
+        raise ImportError(
+            "kop_fast._codec, the compiled record codec, failed to import "
+            f"({exc}). Build it with `python setup.py build_ext --inplace` (or reinstall "
+            "kop_fast), or set KOP_FAST_NO_EXTENSIONS=1 to run the pure-Python codec "
+            "on purpose."
+        ) from exc
+    return _codec
+
+
+if extensions_disabled():
+    _impl: ModuleType = _codec_py
+    IMPLEMENTATION = "python"
+else:
+    _impl = _load_compiled()
+    IMPLEMENTATION = "cython"
+
+
+def implementations() -> list[ModuleType]:
+    """Every usable implementation module: the compiled one first (unless
+    extensions are disabled), then the pure-Python twin."""
+    if extensions_disabled():
+        return [_codec_py]
+    return [_load_compiled(), _codec_py]
+
+
+COMPRESSION_NONE = _impl.COMPRESSION_NONE
+COMPRESSION_GZIP = _impl.COMPRESSION_GZIP
+COMPRESSION_SNAPPY = _impl.COMPRESSION_SNAPPY
+COMPRESSION_LZ4 = _impl.COMPRESSION_LZ4
+COMPRESSION_ZSTD = _impl.COMPRESSION_ZSTD
+COMPRESSION_NAMES = _impl.COMPRESSION_NAMES
+CRC32C_HARDWARE = _impl.CRC32C_HARDWARE
+MAX_DECOMPRESSED = _impl.MAX_DECOMPRESSED
+HEADER_PROPERTY_PREFIX = _impl.HEADER_PROPERTY_PREFIX
+HEADER_ORDER_PROPERTY = _impl.HEADER_ORDER_PROPERTY
+DEFAULT_OFFSET_LAYOUT = _impl.DEFAULT_OFFSET_LAYOUT
+
+CorruptRecordError = _impl.CorruptRecordError
+OffsetOverflowError = _impl.OffsetOverflowError
+Record = _impl.Record
+RecordBatch = _impl.RecordBatch
+OffsetLayout = _impl.OffsetLayout
+
+crc32c = _impl.crc32c
+encode_varint = _impl.encode_varint
+decode_varint = _impl.decode_varint
+decode_batches = _impl.decode_batches
+encode_batch = _impl.encode_batch
+verify_batches = _impl.verify_batches
+batch_infos = _impl.batch_infos
+patch_base_offset = _impl.patch_base_offset
+split_batch = _impl.split_batch
+headers_to_properties = _impl.headers_to_properties
+properties_to_headers = _impl.properties_to_headers
+pack_offset = _impl.pack_offset
+unpack_offset = _impl.unpack_offset
+set_offset_layout = _impl.set_offset_layout
+get_offset_layout = _impl.get_offset_layout

@@ -1,0 +1,71 @@
+"""ListOffsets (key 2) v0-v7: earliest, latest, max timestamp, and the first offset at a time.
+
+v0 (schema in protocol/extra_schemas) answers a list of "old style" offsets;
+we give the one offset later versions give.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+
+from kop_fast.protocol.build import make, sibling
+from kop_fast.protocol.errors import ErrorCode
+from kop_fast.server.registry import api
+from kop_fast.server.storage_errors import storage_error_code
+from kop_fast.server.topics import cached_topic, resolve_topic
+
+log = logging.getLogger("kop_fast.list_offsets")
+
+API_KEY = 2
+LATEST = -1
+EARLIEST = -2
+MAX_TIMESTAMP = -3
+_ZERO = datetime.timedelta(0)
+
+
+async def _lookup(broker, name: str, index: int, timestamp: int) -> tuple[ErrorCode, int, int]:
+    """(error, timestamp, offset) for one partition."""
+    info = cached_topic(broker, name)
+    if info is None:
+        _, info = await resolve_topic(broker, name, auto_create=False)
+    if info is None or not 0 <= index < info.partitions:
+        return ErrorCode.unknown_topic_or_partition, -1, -1
+    log_ = broker.backend.partition(info, index)
+    try:
+        log_start, hwm = await log_.bounds()
+        if timestamp == LATEST:
+            return ErrorCode.none, -1, hwm
+        if timestamp == EARLIEST:
+            return ErrorCode.none, -1, log_start
+        if timestamp == MAX_TIMESTAMP:
+            # The last record stands in for the one with the largest timestamp
+            # (they are the same when producers' clocks move forward).
+            found = await log_.last_record()
+        else:
+            found = await log_.offset_for_timestamp(timestamp)
+    except Exception as exc:
+        log.warning("ListOffsets on %s failed: %r", log_.topic, exc)
+        return storage_error_code(exc), -1, -1
+    if found is None:
+        return ErrorCode.none, -1, -1
+    offset, ts = found
+    return ErrorCode.none, ts, offset
+
+
+@api(API_KEY, 0, 7)
+async def handle_list_offsets(ctx, request):
+    broker = ctx.broker
+    schema = ctx.response_schema
+    topic_cls = sibling(schema, "ListOffsetsTopicResponse")
+    partition_cls = sibling(schema, "ListOffsetsPartitionResponse")
+    plan = [(t.name, p.partition_index, p.timestamp) for t in request.topics for p in t.partitions]
+    results = await asyncio.gather(*(_lookup(broker, *item) for item in plan))
+    by_topic: dict[str, list] = {}
+    for (name, index, _), (error, ts, offset) in zip(plan, results):
+        by_topic.setdefault(name, []).append(
+            make(partition_cls, partition_index=index, error_code=error, timestamp=ts, offset=offset,
+                 leader_epoch=-1, old_style_offsets=(offset,) if offset >= 0 else ()))
+    topics = tuple(make(topic_cls, name=name, partitions=tuple(parts)) for name, parts in by_topic.items())
+    return make(schema, throttle_time=_ZERO, topics=topics)
