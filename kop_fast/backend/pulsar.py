@@ -18,6 +18,7 @@ from kop_fast.backend.base import TopicExists, TopicInfo
 from kop_fast.backend.bridge import CompletionBridge, PulsarError, has_message_available
 from kop_fast.backend.naming import partition_topic, split_partition_topic
 from kop_fast.backend.partition import PartitionLog
+from kop_fast.backend.pulsar_admin import PulsarAdmin
 from kop_fast.backend.topic_registry import TopicRegistry
 from kop_fast.config import Settings
 
@@ -37,6 +38,9 @@ class PulsarBackend:
         self.topics: TopicRegistry | None = None
         self._native_probe: dict[str, tuple[float, TopicInfo | None]] = {}
         self._partitions: dict[str, PartitionLog] = {}
+        # With an admin URL, Pulsar's own partitioned-topic metadata is the truth.
+        self.admin = PulsarAdmin(settings.pulsar_admin_url) if settings.pulsar_admin_url else None
+        self._admin_topics: dict[str, TopicInfo] = {}
         self._sweeper: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -98,7 +102,7 @@ class PulsarBackend:
 
     def cached_topic(self, pulsar_topic: str) -> TopicInfo | None:
         """The layout when it is known without asking Pulsar (the hot path of Produce and Fetch)."""
-        info = self.topics.get(pulsar_topic)
+        info = self.topics.get(pulsar_topic) or self._admin_topics.get(pulsar_topic)
         if info is not None:
             return info
         cached = self._native_probe.get(pulsar_topic)
@@ -108,22 +112,46 @@ class PulsarBackend:
 
     # -- topics -------------------------------------------------------------------------------
     async def describe_topic(self, pulsar_topic: str) -> TopicInfo | None:
-        info = self.topics.get(pulsar_topic)
+        info = self.topics.get(pulsar_topic) or self._admin_topics.get(pulsar_topic)
         if info is not None:
             return info
+        if self.admin is not None:
+            count = await self.admin.partitions(pulsar_topic)
+            if count > 0:
+                info = self._admin_topics[pulsar_topic] = TopicInfo(pulsar_topic, count, True)
+                return info
         return await self._probe_native(pulsar_topic)
 
     async def create_topic(self, pulsar_topic: str, partitions: int) -> TopicInfo:
         native = await self._probe_native(pulsar_topic)
         if native is not None:
             raise TopicExists(native)
+        if self.admin is not None:
+            created = await self.admin.create_partitioned(pulsar_topic, partitions)
+            info = TopicInfo(pulsar_topic, await self.admin.partitions(pulsar_topic) or partitions, True)
+            self._admin_topics[pulsar_topic] = info
+            if not created:
+                raise TopicExists(info)
+            return info
         info = await self.topics.create(pulsar_topic, partitions)
         self._native_probe.pop(pulsar_topic, None)
         return info
 
     def known_topics(self, tenant: str, namespace: str) -> list[TopicInfo]:
         prefix = f"persistent://{tenant}/{namespace}/"
-        return [i for i in self.topics.all() if i.pulsar_topic.startswith(prefix)]
+        merged = {i.pulsar_topic: i for i in self.topics.all()}
+        merged.update(self._admin_topics)
+        return [i for name, i in merged.items() if name.startswith(prefix)]
+
+    async def refresh_admin_topics(self, tenant: str, namespace: str) -> None:
+        """Learn the partitioned topics Pulsar knows in a namespace (for Metadata of all topics)."""
+        if self.admin is None:
+            return
+        for name in await self.admin.partitioned_topics(tenant, namespace):
+            if name not in self._admin_topics:
+                count = await self.admin.partitions(name)
+                if count > 0:
+                    self._admin_topics[name] = TopicInfo(name, count, True)
 
     async def _probe_native(self, pulsar_topic: str) -> TopicInfo | None:
         """A topic Pulsar applications made: partitioned per Pulsar, or plain with at least one message."""

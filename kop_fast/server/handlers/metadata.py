@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import uuid
 
 from kop_fast.backend.base import TopicInfo
@@ -11,6 +12,8 @@ from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.errors import ErrorCode
 from kop_fast.server.registry import api
 from kop_fast.server.topics import naming, resolve_topic
+
+log = logging.getLogger("kop_fast.metadata")
 
 API_KEY = 3
 _ZERO = datetime.timedelta(0)
@@ -61,6 +64,10 @@ async def handle_metadata(ctx, request):
     entries = []
     if all_topics:
         ns = naming(broker)
+        try:
+            await broker.backend.refresh_admin_topics(ns.tenant, ns.namespace)
+        except Exception as exc:  # the admin API is optional help: answer with what we know
+            log.warning("listing partitioned topics through the admin API failed: %s", exc)
         for info in sorted(broker.backend.known_topics(ns.tenant, ns.namespace), key=lambda i: i.pulsar_topic):
             entries.append(_topic_entry(schema, broker, ns.kafka_name(info.pulsar_topic), ErrorCode.none, info))
     else:
