@@ -21,7 +21,7 @@ import json
 import operator
 import struct
 import zlib
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import cramjam
 
@@ -130,7 +130,7 @@ _unpack_i32 = struct.Struct(">i").unpack_from
 _unpack_i64 = struct.Struct(">q").unpack_from
 _unpack_u32 = struct.Struct(">I").unpack_from
 _unpack_u32le = struct.Struct("<I").unpack_from
-_pack_i64 = struct.Struct(">q").pack_into
+_pack_i64_into = struct.Struct(">q").pack_into
 
 
 def _corrupt(msg: str) -> CorruptRecordError:
@@ -1197,7 +1197,7 @@ def patch_base_offset(buf: Any, base_offset: int) -> None:
         raise OffsetOverflowError(f"base offset {base_offset} is outside 0..2**63-1")
     if len(view) < _V2_HEADER_SIZE or view[16] != 2:
         raise _corrupt("patch_base_offset needs a v2 batch at the start of the buffer")
-    _pack_i64(view, 0, base_offset)
+    _pack_i64_into(view, 0, base_offset)
 
 
 # ---------------------------------------------------------------------------

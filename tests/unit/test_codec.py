@@ -679,6 +679,19 @@ def test_decompression_cap(impl, compression):
         impl.decode_batches(big, max_decompressed=-1)
 
 
+@pytest.mark.parametrize("name", ["gzip", "lz4", "zstd"])
+def test_cramjam_reports_a_full_output_buffer(name):
+    """The codec grows its output buffer only on this error; any other
+    decompression error means corrupt data.  Pin cramjam's wording."""
+    import cramjam
+
+    module = getattr(cramjam, name)
+    packed = bytes(module.compress(bytes(100_000)))
+    with pytest.raises(cramjam.DecompressionError, match="whole buffer"):
+        module.decompress_into(packed, bytearray(1000))
+    assert module.decompress_into(packed, bytearray(100_001)) == 100_000
+
+
 def test_zip_bomb_hits_the_default_cap(impl):
     import cramjam
 
