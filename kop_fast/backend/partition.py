@@ -98,7 +98,7 @@ class KafkaEntry:
     def records(self) -> list:
         patched = bytearray(self.data)
         codec.patch_base_offset(patched, self.base_offset)
-        return codec.decode_batches(bytes(patched))[0].records
+        return codec.decode_batches(patched)[0].records
 
 
 class NativeMessage:
@@ -313,12 +313,20 @@ class PartitionLog:
         if self.high_watermark is None or next_offset > self.high_watermark:
             self.high_watermark = next_offset
 
-    async def bounds(self) -> tuple[int, int]:
-        """(log start offset, high watermark), loaded from Pulsar on first use."""
-        if self.high_watermark is None or self.log_start is None:
-            if self._load_task is None or (self._load_task.done() and self._load_task.exception()):
-                self._load_task = asyncio.ensure_future(self._load_bounds())
-            await asyncio.shield(self._load_task)
+    async def bounds(self, refresh: bool = False) -> tuple[int, int]:
+        """(log start offset, high watermark), loaded from Pulsar on first use.
+
+        Other kop_fast processes (and Pulsar applications) append to the same topic;
+        this process sees their entries when one of its readers passes them. Where a
+        stale end would give a wrong answer (a fetch beyond it, ListOffsets), callers
+        ask for `refresh`, which reads the end from Pulsar again (concurrent callers
+        share one read).
+        """
+        if refresh or self.high_watermark is None or self.log_start is None:
+            task = self._load_task
+            if task is None or task.done():
+                task = self._load_task = asyncio.ensure_future(self._load_bounds())
+            await asyncio.shield(task)
         return self.log_start, self.high_watermark
 
     async def _load_bounds(self) -> None:
@@ -331,8 +339,8 @@ class PartitionLog:
         ledger, entry = last
         end = await self._end_of_entries_from(message_id(ledger, entry))
         self.observe_end(end)
-        first = await self._first_offset()
-        if self.log_start is None:
+        if not self.log_start:  # unknown, or known only as "empty topic"
+            first = await self._first_offset()
             self.log_start = first if first is not None else self.high_watermark
 
     async def _last_message_position(self) -> tuple[int, int] | None:
@@ -642,7 +650,7 @@ class PartitionLog:
             self._readers.remove(reader)
             await reader.close()
         log_start, hwm = await self.bounds()
-        if hwm == 0 and log_start == 0:
+        if offset <= log_start:
             start = _pulsar.MessageId.earliest
         else:
             # Start at the entry holding `offset` (or the last entry, at the high watermark),

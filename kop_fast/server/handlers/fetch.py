@@ -52,6 +52,8 @@ async def _prepare(broker, name: str, partition) -> _PartitionFetch:
     try:
         log_start, hwm = await log_.bounds()
         offset = partition.fetch_offset
+        if offset > hwm:  # maybe written through another kop_fast: ask Pulsar before refusing
+            log_start, hwm = await log_.bounds(refresh=True)
         if offset < log_start or offset > hwm:
             return _PartitionFetch(FetchPartitionResult(index, ErrorCode.offset_out_of_range, hwm, log_start))
         reader = await log_.reader_for(offset)

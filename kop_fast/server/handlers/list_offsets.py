@@ -34,7 +34,8 @@ async def _lookup(broker, name: str, index: int, timestamp: int) -> tuple[ErrorC
         return ErrorCode.unknown_topic_or_partition, -1, -1
     log_ = broker.backend.partition(info, index)
     try:
-        log_start, hwm = await log_.bounds()
+        # Not a hot path: read the bounds from Pulsar, other processes may have appended.
+        log_start, hwm = await log_.bounds(refresh=timestamp in (LATEST, EARLIEST))
         if timestamp == LATEST:
             return ErrorCode.none, -1, hwm
         if timestamp == EARLIEST:
