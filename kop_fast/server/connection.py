@@ -79,7 +79,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._start = 0  # first unconsumed byte
         self._end = 0  # end of received bytes
         self._slots: deque[_Slot] = deque()
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Future] = set()  # handler tasks and futures in flight
         self._reading_paused = False
         self._writing_paused = False
         self._closed = False
@@ -185,7 +185,12 @@ class KafkaConnection(asyncio.BufferedProtocol):
         except Exception as exc:
             self._fail(ctx, entry, request, slot, exc)
             return
-        if hasattr(result, "__await__"):
+        if isinstance(result, asyncio.Future):
+            # A plain future (Produce's hot path): no Task to create and schedule.
+            self._tasks.add(result)
+            result.add_done_callback(lambda t: self._finished(t, ctx, entry, request, slot))
+            self._update_reading()
+        elif hasattr(result, "__await__"):
             task = asyncio.ensure_future(result)
             self._tasks.add(task)
             task.add_done_callback(lambda t: self._finished(t, ctx, entry, request, slot))

@@ -143,15 +143,38 @@ def handle_produce(ctx, request):
     return _respond(ctx, outcomes)
 
 
-async def _respond(ctx, outcomes):
-    schema = ctx.response_schema
-    topic_cls = sibling(schema, "TopicProduceResponse")
-    partition_cls = sibling(schema, "PartitionProduceResponse")
-    by_topic: dict[str, list] = {}
-    for name, index, outcome in outcomes:
-        error, offset = await outcome if isinstance(outcome, asyncio.Future) else outcome
-        by_topic.setdefault(name, []).append(
-            make(partition_cls, index=index, error_code=error, base_offset=offset, log_append_time=None,
-                 log_start_offset=-1, record_errors=(), error_message=None))
-    topics = tuple(make(topic_cls, name=name, partition_responses=tuple(parts)) for name, parts in by_topic.items())
-    return make(schema, responses=topics, throttle_time=_ZERO)
+def _respond(ctx, outcomes) -> asyncio.Future:
+    """A future of the response, completed by callbacks when every partition has its outcome."""
+    response = asyncio.get_running_loop().create_future()
+    pending = [o for _, _, o in outcomes if isinstance(o, asyncio.Future)]
+    remaining = len(pending)
+
+    def build() -> None:
+        schema = ctx.response_schema
+        topic_cls = sibling(schema, "TopicProduceResponse")
+        partition_cls = sibling(schema, "PartitionProduceResponse")
+        by_topic: dict[str, list] = {}
+        for name, index, outcome in outcomes:
+            error, offset = outcome.result() if isinstance(outcome, asyncio.Future) else outcome
+            by_topic.setdefault(name, []).append(
+                make(partition_cls, index=index, error_code=error, base_offset=offset, log_append_time=None,
+                     log_start_offset=-1, record_errors=(), error_message=None))
+        topics = tuple(make(topic_cls, name=name, partition_responses=tuple(parts))
+                       for name, parts in by_topic.items())
+        response.set_result(make(schema, responses=topics, throttle_time=_ZERO))
+
+    def one_done(fut: asyncio.Future) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if response.done():
+            return
+        if fut.exception() is not None:
+            response.set_exception(fut.exception())
+        elif remaining == 0:
+            build()
+
+    if not pending:
+        build()
+    for fut in pending:
+        fut.add_done_callback(one_done)
+    return response
