@@ -43,6 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--cluster-id", metavar="ID", help="Kafka cluster id reported in Metadata")
     serve.add_argument("--max-request-size", metavar="BYTES",
                        help="largest request accepted; larger closes the connection (default 100 MiB)")
+    serve.add_argument("--offsets-topic", metavar="TOPIC",
+                       help="Pulsar topic of committed offsets and group state "
+                            "(default persistent://public/kafka/__consumer_offsets)")
+    serve.add_argument("--offsets-topic-num-partitions", metavar="N",
+                       help="partitions of the offsets topic; fixed once groups exist (default 8)")
+    serve.add_argument("--group-initial-rebalance-delay-ms", metavar="MS",
+                       help="wait for more members before the first rebalance of a new group (default 3000)")
+    serve.add_argument("--group-min-session-timeout-ms", metavar="MS",
+                       help="smallest session timeout a consumer may ask for (default 6000)")
     serve.add_argument("--config", metavar="FILE", help="TOML file with the same keys as these options")
     serve.add_argument("--log-level", metavar="LEVEL", help="debug, info, warning, error (default info)")
     return parser

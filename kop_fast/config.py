@@ -118,6 +118,15 @@ def _http_url(value: Any) -> str:
     return text.rstrip("/")
 
 
+def _persistent_topic(name: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value)
+        if not re.match(r"^persistent://[A-Za-z0-9._-]+/[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$", text):
+            raise ConfigError(f"{name} must be persistent://TENANT/NAMESPACE/TOPIC, got {value!r}")
+        return text
+    return parse
+
+
 def _listeners(value: Any) -> tuple[Listener, ...]:
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     items = [str(i).strip() for i in items if str(i).strip()]
@@ -149,6 +158,12 @@ class Settings:
     cluster_id: str | None = None
     max_request_size: int = 100 * 1024 * 1024
     log_level: str = "info"
+    offsets_topic: str = "persistent://public/kafka/__consumer_offsets"
+    # Kafka uses 50; here each partition in use costs a Pulsar client of its own (a
+    # connection, 3 threads), a producer, a lock subscription and a replay at first use.
+    offsets_topic_num_partitions: int = 8
+    group_initial_rebalance_delay_ms: int = 3000
+    group_min_session_timeout_ms: int = 6000
     config: Path | None = field(default=None, compare=False)
 
 
@@ -168,6 +183,10 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "cluster_id": lambda v: str(v),
     "max_request_size": _positive_int("max-request-size"),
     "log_level": _choice("log-level", ("debug", "info", "warning", "error", "critical")),
+    "offsets_topic": _persistent_topic("offsets-topic"),
+    "offsets_topic_num_partitions": _positive_int("offsets-topic-num-partitions"),
+    "group_initial_rebalance_delay_ms": _non_negative_int("group-initial-rebalance-delay-ms"),
+    "group_min_session_timeout_ms": _non_negative_int("group-min-session-timeout-ms"),
 }
 
 assert set(PARSERS) == {f.name for f in fields(Settings)} - {"config"}

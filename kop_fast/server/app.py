@@ -56,6 +56,7 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
     from kop_fast.backend.pulsar import PulsarBackend
     from kop_fast.server.broker import Broker
     from kop_fast.server.connection import KafkaConnection
+    from kop_fast.server.group_coordinator import GroupCoordinator
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -71,6 +72,8 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
         return 1
 
     broker = Broker(settings, backend, advertised_address(settings), pulsar_url=pulsar_url)
+    broker.group_coordinator = GroupCoordinator(broker)
+    await broker.group_coordinator.start()  # opens nothing yet: partitions load on first use
     servers = []
     try:
         for listener in settings.listen:
@@ -83,6 +86,7 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
               file=sys.stderr)
         for server in servers:
             server.close()
+        await broker.group_coordinator.stop()
         await backend.close()
         return 1
     bound = [s.sockets[0].getsockname()[:2] for s in servers]
@@ -96,6 +100,9 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
     log.info("shutting down")
     for server in servers:
         server.close()
+    # Parked JoinGroup/SyncGroup get NOT_COORDINATOR, in-flight commits are persisted and
+    # answered, the offsets partitions are handed over: before connections drain.
+    await broker.group_coordinator.stop()
     connections = list(broker.connections)
     if connections:
         # Finish what clients already sent (bounded), then close.

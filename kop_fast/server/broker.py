@@ -28,3 +28,4 @@ class Broker:
             pulsar_url, settings.kafka_tenant, settings.kafka_namespace)
         self.connections: set = set()
         self.producer_state = ProducerStateTable()
+        self.group_coordinator = None  # GroupCoordinator, set by the app once the backend runs

@@ -1,0 +1,282 @@
+"""Pulsar I/O of the group coordinator: the partitioned system topic `__consumer_offsets`.
+
+Partition i of the coordinator is the Pulsar topic `{offsets-topic}-partition-{i}`;
+a group lives in partition `partition_for(group_id, n)` (Kafka's placement).
+Each record the coordinator persists is one Pulsar message: the record key
+(binary) base64-encoded as the partition key, the record value as the payload,
+a tombstone as a Pulsar null value. Batching is off, so one record is one entry.
+
+Ownership: a process coordinates partition i while it holds the Exclusive
+subscription `__kop_fast_coordinator` on that topic. pulsar-lite enforces
+Exclusive subscriptions (a second subscriber fails, as a client Timeout after
+the operation timeout, see research FINDINGS 9), and frees the subscription the
+moment the holder closes it or dies. Closing it on shutdown hands the partition
+over. pulsar-lite refuses the second subscriber by dropping its whole
+connection, so each partition has its own Pulsar client (own connection): a
+failed attempt on one partition cannot disturb the lock of another partition,
+nor the main client's producers and fetch readers. If the lock consumer is
+found disconnected, ownership may be gone: the coordinator drops the partition
+and loads it again (`lock_connected`).
+
+Replay: the same lock consumer reads the partition from the start. It never
+acknowledges anything, so its cursor stays at the first message and the next
+owner gets the whole log again (unacknowledged messages are redelivered to a
+new consumer). This avoids a Reader, which in pulsar-lite leaves a permanent
+`reader-xxx` subscription behind per open. Replay ends at the entry that
+`get_last_message_id` reported when the replay began (nobody else writes: we
+own the partition). Every message goes through a DuplicateFilter: pulsar-lite
+redelivers, sometimes out of order.
+
+After replay the consumer is not read any more; its bounded receiver queue fills
+with our own later writes and the broker stops dispatching. The log is never
+compacted here (pulsar-lite has no compaction): replay time grows with the
+number of records ever written to a partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections import deque
+
+import _pulsar
+import pulsar
+
+from kop_fast.backend.bridge import CompletionBridge, PulsarError
+from kop_fast.backend.naming import partition_topic
+from kop_fast.backend.partition import DuplicateFilter, position_of
+
+log = logging.getLogger("kop_fast.offsets_topic")
+
+LOCK_SUBSCRIPTION = "__kop_fast_coordinator"
+# pulsar-lite stalls consumers with very large receiver queues; 1000 is safe (FINDINGS B).
+REPLAY_RECEIVER_QUEUE = 1000
+# A replay read that waits longer than this is a stall (or a broken log): give up and retry.
+REPLAY_READ_TIMEOUT_S = 10.0
+# Shorter than the Kafka clients' request timeouts, so a commit is answered (with an error)
+# before the client gives up on it.
+SEND_TIMEOUT_MS = 15000
+# Also how long a failed ownership attempt takes (pulsar-lite answers an Exclusive conflict
+# by dropping the connection; the client retries until this timeout).
+OPERATION_TIMEOUT_S = 5
+_OK = _pulsar.Result.Ok
+
+
+class OffsetsPartition:
+    """One partition of `__consumer_offsets`: ownership, replay, and ordered appends."""
+
+    def __init__(self, service_url: str, bridge: CompletionBridge, topic: str, index: int) -> None:
+        self.service_url = service_url
+        self.client: _pulsar.Client | None = None
+        self._client_wrapper = None
+        self.bridge = bridge
+        self.topic = topic
+        self.index = index
+        self._lock = None  # the Exclusive consumer: holding it is owning the partition
+        self._producer = None
+        self._producer_task: asyncio.Future | None = None
+        self._backlog: deque = deque()  # (records, future) waiting for a producer, FIFO
+        self._closed = False
+
+    @property
+    def owned(self) -> bool:
+        return self._lock is not None and not self._closed
+
+    # -- ownership and replay -------------------------------------------------------------------
+    async def acquire_and_replay(self) -> list[tuple[bytes, bytes | None]]:
+        """Take ownership (Exclusive subscription) and return every record, in log order.
+
+        Raises PulsarError (Timeout when another process holds the partition) or
+        asyncio.TimeoutError (a stalled replay); nothing is held after a failure.
+        """
+        self._client_wrapper = pulsar.Client(
+            self.service_url, operation_timeout_seconds=OPERATION_TIMEOUT_S, connection_timeout_ms=10000,
+            logger=logging.getLogger("kop_fast.pulsar.client"))
+        self.client = self._client_wrapper._client
+        conf = _pulsar.ConsumerConfiguration()
+        conf.consumer_type(_pulsar.ConsumerType.Exclusive)
+        conf.receiver_queue_size(REPLAY_RECEIVER_QUEUE)
+        conf.subscription_initial_position(_pulsar.InitialPosition.Earliest)
+        try:
+            fut, cb = self.bridge.value_future()
+            self.client.subscribe_async_v2(self.topic, LOCK_SUBSCRIPTION, conf, cb)
+            self._lock = await fut
+        except BaseException:
+            await self.release()
+            raise
+        try:
+            records = await self._replay()
+            self._producer = await self._create_producer()
+        except BaseException:
+            await self.release()
+            raise
+        return records
+
+    async def _replay(self) -> list[tuple[bytes, bytes | None]]:
+        fut, cb = self.bridge.result_future()
+        self._lock.get_last_message_id_async(cb)
+        try:
+            last = await fut
+        except PulsarError as exc:
+            if exc.result == _pulsar.Result.UnknownError:  # pulsar-lite: "Topic has no messages"
+                return []
+            raise
+        end = (last.ledger_id(), last.entry_id())
+        if end[0] < 0 or end[1] < 0:
+            return []
+        records: list[tuple[bytes, bytes | None]] = []
+        dedup = DuplicateFilter()
+        while True:
+            fut, cb = self.bridge.result_future()
+            self._lock.receive_async(cb)
+            msg = await asyncio.wait_for(fut, REPLAY_READ_TIMEOUT_S)
+            if not dedup.fresh(msg):
+                continue
+            record = _decode(msg)
+            if record is not None:
+                records.append(record)
+            position = position_of(msg)
+            if (position[0], position[1]) >= end:
+                return records
+
+    def lock_connected(self) -> bool:
+        lock = self._lock
+        return lock is not None and not self._closed and lock.is_connected()
+
+    async def release(self) -> None:
+        """Give up ownership: close the producer, the lock consumer and the client."""
+        self._closed = True
+        backlog, self._backlog = self._backlog, deque()
+        for _records, fut in backlog:
+            if not fut.done():
+                fut.set_exception(PulsarError(_pulsar.Result.AlreadyClosed, "coordinator partition closed"))
+        for attr in ("_producer", "_lock"):
+            handle = getattr(self, attr)
+            setattr(self, attr, None)
+            if handle is not None:
+                fut, cb = self.bridge.result_future()
+                handle.close_async(cb)
+                try:
+                    await asyncio.wait_for(fut, 5)
+                except (PulsarError, asyncio.TimeoutError):
+                    pass
+        client, self.client = self.client, None
+        self._client_wrapper = None
+        if client is not None:
+            fut, cb = self.bridge.result_future()
+            client.close_async(cb)
+            try:
+                await asyncio.wait_for(fut, 5)
+            except (PulsarError, asyncio.TimeoutError):
+                pass
+
+    # -- appends --------------------------------------------------------------------------------
+    def append(self, records) -> asyncio.Future:
+        """Append records ((key, value) pairs; value None = tombstone) after everything appended
+        before; the future resolves once Pulsar has persisted all of them (or fails)."""
+        fut = asyncio.get_running_loop().create_future()
+        if self._closed:
+            fut.set_exception(PulsarError(_pulsar.Result.AlreadyClosed, "coordinator partition closed"))
+            return fut
+        if self._producer is not None and not self._backlog:
+            self._send(records, fut)
+            return fut
+        self._backlog.append((records, fut))
+        if self._producer_task is None:
+            self._producer_task = asyncio.ensure_future(self._restart_producer())
+        return fut
+
+    async def _create_producer(self):
+        conf = _pulsar.ProducerConfiguration()
+        conf.batching_enabled(False)
+        conf.send_timeout_millis(SEND_TIMEOUT_MS)
+        conf.block_if_queue_full(False)
+        fut, cb = self.bridge.value_future()
+        self.client.create_producer_async_v2(self.topic, conf, cb)
+        return await fut
+
+    async def _restart_producer(self) -> None:
+        try:
+            producer = await self._create_producer()
+        except Exception as exc:
+            backlog, self._backlog = self._backlog, deque()
+            for _records, fut in backlog:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        finally:
+            self._producer_task = None
+        if self._closed:
+            producer.close_async(lambda *_: None)
+            return
+        self._producer = producer
+        backlog, self._backlog = self._backlog, deque()
+        for records, fut in backlog:
+            self._send(records, fut)
+
+    def _send(self, records, fut: asyncio.Future) -> None:
+        producer = self._producer
+        bridge = self.bridge
+        remaining = [len(records)]
+        failure = [None]
+
+        def settle(result) -> None:
+            if result != _OK and failure[0] is None:
+                failure[0] = result
+            remaining[0] -= 1
+            if remaining[0] == 0 and not fut.done():
+                if failure[0] is None:
+                    fut.set_result(None)
+                else:
+                    fut.set_exception(PulsarError(failure[0]))
+                    self._producer_failed(producer)
+
+        if not records:
+            fut.set_result(None)
+            return
+        for key, value in records:
+            builder = _pulsar.MessageBuilder()
+            builder.partition_key(base64.b64encode(key).decode("ascii"))
+            if value is None:
+                builder.content(b"")
+                builder.set_null_value()
+            else:
+                builder.content(value)
+            try:
+                producer.send_async(builder.build(), lambda result, _mid: bridge.post(settle, result))
+            except Exception as exc:  # e.g. raised synchronously for a closed producer
+                log.warning("appending to %s failed: %r", self.topic, exc)
+                bridge.post(settle, _pulsar.Result.UnknownError)
+
+    def _producer_failed(self, producer) -> None:
+        """After a failed send the next append gets a new producer (old one closed)."""
+        if self._producer is producer:
+            self._producer = None
+            producer.close_async(lambda *_: None)
+
+
+def _decode(msg) -> tuple[bytes, bytes | None] | None:
+    try:
+        key = base64.b64decode(msg.partition_key(), validate=True)
+    except Exception:
+        log.warning("skipping message %s without a valid record key", msg.message_id())
+        return None
+    if not key:
+        log.warning("skipping message %s without a record key", msg.message_id())
+        return None
+    value = None if msg.has_null_value() else msg.data()
+    return key, value
+
+
+class OffsetsTopic:
+    """The partitions of `__consumer_offsets`, made on first use (nothing is opened at start)."""
+
+    def __init__(self, service_url: str, bridge: CompletionBridge, topic: str, num_partitions: int) -> None:
+        self.service_url = service_url
+        self.bridge = bridge
+        self.topic = topic
+        self.num_partitions = num_partitions
+
+    def partition(self, index: int) -> OffsetsPartition:
+        return OffsetsPartition(self.service_url, self.bridge, partition_topic(self.topic, index), index)
