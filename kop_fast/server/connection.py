@@ -31,9 +31,12 @@ log = logging.getLogger("kop_fast.connection")
 
 _INITIAL_BUFFER = 256 * 1024
 _MIN_FREE = 64 * 1024
-# Beyond this many unanswered requests we stop reading: backpressure instead of
-# an unbounded queue of work.
+# Beyond this many unanswered requests, or this many bytes of them, we stop reading:
+# backpressure instead of an unbounded queue of work. librdkafka pipelines without a
+# limit by default; counting requests alone let Produce requests pile up by the GB
+# while Pulsar was slower than the client.
 MAX_IN_FLIGHT = 512
+MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024
 
 
 class EncodedResponse:
@@ -63,11 +66,12 @@ class RequestContext:
 
 
 class _Slot:
-    __slots__ = ("parts", "ready")
+    __slots__ = ("parts", "ready", "request_size")
 
-    def __init__(self) -> None:
+    def __init__(self, request_size: int = 0) -> None:
         self.parts: list | None = None
         self.ready = False
+        self.request_size = request_size
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
@@ -79,6 +83,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._start = 0  # first unconsumed byte
         self._end = 0  # end of received bytes
         self._slots: deque[_Slot] = deque()
+        self._inflight_bytes = 0  # sizes of requests whose response is not written yet
         self._tasks: set[asyncio.Future] = set()  # handler tasks and futures in flight
         self._reading_paused = False
         self._writing_paused = False
@@ -99,6 +104,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         for task in list(self._tasks):
             task.cancel()
         self._slots.clear()
+        self._inflight_bytes = 0
         self._idle.set()
 
     def eof_received(self):
@@ -177,7 +183,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         header, body_offset = parse_request_header(frame, flexible)
         request = decode_request(api_key, api_version, frame, body_offset)
         ctx = RequestContext(broker, self, header)
-        slot = _Slot()
+        slot = _Slot(len(frame))
+        self._inflight_bytes += slot.request_size
         self._slots.append(slot)
         self._idle.clear()
         try:
@@ -253,9 +260,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
         transport = self.transport
         out = []
         while slots and slots[0].ready:
-            parts = slots.popleft().parts
-            if parts:
-                out.extend(parts)
+            slot = slots.popleft()
+            self._inflight_bytes -= slot.request_size
+            if slot.parts:
+                out.extend(slot.parts)
         if out and not self._closed:
             if len(out) == 1:
                 transport.write(out[0])
@@ -278,7 +286,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def _update_reading(self) -> None:
         if self._closed or self.transport is None:
             return
-        should_pause = self._writing_paused or len(self._slots) >= MAX_IN_FLIGHT
+        should_pause = (self._writing_paused or len(self._slots) >= MAX_IN_FLIGHT
+                        or self._inflight_bytes >= MAX_IN_FLIGHT_BYTES)
         if should_pause and not self._reading_paused:
             self._reading_paused = True
             self.transport.pause_reading()
