@@ -687,8 +687,12 @@ class PartitionLog:
             state["flushed"] = True
             bridge.post(finish)
 
-        for i, record in enumerate(records):
-            builder = _pulsar.MessageBuilder()
+        send = producer.send_async
+        new_builder = _pulsar.MessageBuilder
+        to_properties = codec.headers_to_properties
+        callback = on_first
+        for record in records:
+            builder = new_builder()
             key = record.key
             if key is not None:
                 try:
@@ -696,17 +700,20 @@ class PartitionLog:
                 except UnicodeDecodeError:
                     builder.partition_key(base64.b64encode(key).decode())
                     builder.property(KEY_B64_PROPERTY, "1")
-            if record.value is None:
+            value = record.value
+            if value is None:
                 builder.content(b"")
                 builder.set_null_value()
             else:
-                builder.content(record.value)
-            if record.timestamp >= 0:
-                builder.event_timestamp(record.timestamp)
+                builder.content(value)
+            timestamp = record.timestamp
+            if timestamp >= 0:
+                builder.event_timestamp(timestamp)
             if record.headers:
-                for k, v in codec.headers_to_properties(record.headers).items():
+                for k, v in to_properties(record.headers).items():
                     builder.property(k, v)
-            producer.send_async(builder.build(), on_first if i == 0 else on_other)
+            send(builder.build(), callback)
+            callback = on_other
         producer.flush_async(on_flush)
 
     # -- readers ------------------------------------------------------------------------------
