@@ -752,8 +752,7 @@ class PartitionLog:
             await reader.close()
 
     async def close(self) -> None:
-        for reader in self._readers:
-            await reader.close()
+        await asyncio.gather(*(reader.close() for reader in self._readers), return_exceptions=True)
         self._readers.clear()
         producer, self._producer = self._producer, None
         if producer is not None:

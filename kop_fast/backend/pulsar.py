@@ -67,8 +67,8 @@ class PulsarBackend:
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
-        for log_ in list(self._partitions.values()):
-            await log_.close()
+        # Concurrently: each reader thread takes up to one read timeout to notice.
+        await asyncio.gather(*(log_.close() for log_ in self._partitions.values()), return_exceptions=True)
         self._partitions.clear()
         if self.topics is not None:
             await self.topics.close()
