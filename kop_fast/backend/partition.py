@@ -49,6 +49,8 @@ RECEIVER_QUEUE_NATIVE = 1000
 MAX_READERS_PER_PARTITION = 8
 READER_IDLE_S = 60.0
 SEND_TIMEOUT_MS = 30000
+# One-off reads (log bounds, time search) give a stalled reader this long, then retry.
+ONE_OFF_READ_TIMEOUT_S = 2.0
 _OK = _pulsar.Result.Ok
 
 
@@ -259,10 +261,15 @@ class TailReader:
                 post(self._on_failure, exc)
 
     def _reopen_after(self, reader, position: tuple[int, int, int]):
-        """In the read-ahead thread: a new Pulsar reader just after `position`."""
+        """In the read-ahead thread: a new Pulsar reader going on after `position`.
+
+        It starts *at* the last message read, inclusive, and the duplicate filter drops
+        that one again: pulsar-lite fails an exclusive start at batch index -1 ("out of
+        range integral type conversion") and drops the whole client connection with it.
+        """
         ledger, entry, index = position
         replacement = self.log.client.create_reader(
-            self.log.topic, message_id(ledger, entry, index), self._configuration(False))
+            self.log.topic, message_id(ledger, entry, index), self._configuration(True))
         self._reader = replacement
         try:
             reader.close()
@@ -407,8 +414,11 @@ class PartitionLog:
                 self.log_start = 0
             return
         ledger, entry = last
-        end = await self._end_of_entries_from(message_id(ledger, entry))
-        self.observe_end(end)
+        known = self.high_watermark
+        if known is None or known <= codec.pack_offset(ledger, entry, 0):
+            # Only read the last entry (for its record count) when what we have seen ends
+            # before it; when this process wrote or read it, the end is already known.
+            self.observe_end(await self._end_of_entries_from(message_id(ledger, entry)))
         if not self.log_start:  # unknown, or known only as "empty topic"
             first = await self._first_offset()
             self.log_start = first if first is not None else self.high_watermark
@@ -464,40 +474,48 @@ class PartitionLog:
         reader.read_next_async(cb)
         return await asyncio.wait_for(fut, timeout_s)
 
+    async def _with_retries(self, attempt, tries: int = 4):
+        """Run a one-off read; pulsar-lite can stall a reader, and a fresh one usually goes on."""
+        for n in range(tries):
+            try:
+                return await attempt()
+            except (asyncio.TimeoutError, PulsarError):
+                if n == tries - 1:
+                    raise
+                log.info("a read on %s stalled; retrying with a new reader", self.topic)
+
     async def _end_of_entries_from(self, start) -> int:
         """Offset after the last record, reading from `start` (the last entry) to the end."""
-        reader = await self._open_reader(start)
-        dedup = DuplicateFilter()
-        try:
-            end = 0
-            while True:
-                msg = await self._read(reader)
-                if dedup.fresh(msg):
-                    end = max(end, convert_message(msg).next_offset)
-                if not await has_message_available(self.bridge, reader):
-                    return end
-        finally:
-            await self._close_reader(reader)
+        async def attempt():
+            reader = await self._open_reader(start)
+            dedup = DuplicateFilter()
+            try:
+                end = 0
+                while True:
+                    msg = await self._read(reader, ONE_OFF_READ_TIMEOUT_S)
+                    if dedup.fresh(msg):
+                        end = max(end, convert_message(msg).next_offset)
+                    if not await has_message_available(self.bridge, reader):
+                        return end
+            finally:
+                await self._close_reader(reader)
+        return await self._with_retries(attempt)
 
     async def _first_offset(self) -> int | None:
-        reader = await self._open_reader(_pulsar.MessageId.earliest)
-        try:
-            if not await has_message_available(self.bridge, reader):
-                return None
-            return convert_message(await self._read(reader)).base_offset
-        finally:
-            await self._close_reader(reader)
+        async def attempt():
+            reader = await self._open_reader(_pulsar.MessageId.earliest)
+            try:
+                if not await has_message_available(self.bridge, reader):
+                    return None
+                return convert_message(await self._read(reader, ONE_OFF_READ_TIMEOUT_S)).base_offset
+            finally:
+                await self._close_reader(reader)
+        return await self._with_retries(attempt)
 
     # -- time index ---------------------------------------------------------------------------
-    async def _item_at_or_after(self, offset: int, attempts: int = 3):
+    async def _item_at_or_after(self, offset: int):
         """The first stored item holding an offset >= `offset` (short-lived readers)."""
-        for attempt in range(attempts):
-            try:
-                return await self._probe(offset)
-            except (asyncio.TimeoutError, PulsarError):
-                # pulsar-lite can stall a reader: a fresh one usually goes on.
-                if attempt == attempts - 1:
-                    raise
+        return await self._with_retries(lambda: self._probe(offset))
 
     async def _probe(self, offset: int):
         ledger, entry, index = codec.unpack_offset(offset)
@@ -506,7 +524,7 @@ class PartitionLog:
         try:
             first = True
             while True:
-                msg = await self._read(reader, 5.0)
+                msg = await self._read(reader, ONE_OFF_READ_TIMEOUT_S)
                 if not dedup.fresh(msg):
                     continue
                 item = convert_message(msg)
