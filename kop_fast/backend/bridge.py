@@ -9,10 +9,12 @@ wake-up and N cheap appends.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import Any, Callable
 
 import _pulsar
+import pulsar
 
 
 class PulsarError(Exception):
@@ -97,3 +99,16 @@ async def has_message_available(bridge: CompletionBridge, reader) -> bool:
         if exc.result == _pulsar.Result.UnknownError:
             return False
         raise
+
+
+def client_logger():
+    """The logger to give pulsar.Client: pulsar-client's own C++ console logger.
+
+    Never a Python logger: pulsar-client calls it from its I/O thread while holding
+    a producer's mutex, and that call needs the GIL; the event-loop thread holds the
+    GIL inside send_async/flush_async waiting for the same mutex -> deadlock (seen
+    under load with the pulsar entry format; apache/pulsar-client-python#116).
+    """
+    level = pulsar.LoggerLevel.Debug if logging.getLogger("kop_fast").isEnabledFor(logging.DEBUG) \
+        else pulsar.LoggerLevel.Warn
+    return pulsar.ConsoleLogger(level)

@@ -43,7 +43,7 @@ from collections import deque
 import _pulsar
 import pulsar
 
-from kop_fast.backend.bridge import CompletionBridge, PulsarError
+from kop_fast.backend.bridge import CompletionBridge, PulsarError, client_logger
 from kop_fast.backend.naming import partition_topic
 from kop_fast.backend.partition import DuplicateFilter, position_of
 
@@ -92,7 +92,7 @@ class OffsetsPartition:
         """
         self._client_wrapper = pulsar.Client(
             self.service_url, operation_timeout_seconds=OPERATION_TIMEOUT_S, connection_timeout_ms=10000,
-            logger=logging.getLogger("kop_fast.pulsar.client"))
+            logger=client_logger())
         self.client = self._client_wrapper._client
         conf = _pulsar.ConsumerConfiguration()
         conf.consumer_type(_pulsar.ConsumerType.Exclusive)

@@ -15,7 +15,7 @@ import _pulsar
 import pulsar
 
 from kop_fast.backend.base import TopicExists, TopicInfo
-from kop_fast.backend.bridge import CompletionBridge, PulsarError, has_message_available
+from kop_fast.backend.bridge import CompletionBridge, PulsarError, has_message_available, client_logger
 from kop_fast.backend.naming import partition_topic, split_partition_topic
 from kop_fast.backend.partition import PartitionLog
 from kop_fast.backend.pulsar_admin import PulsarAdmin
@@ -46,14 +46,13 @@ class PulsarBackend:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.bridge = CompletionBridge(loop)
-        pulsar_logger = logging.getLogger("kop_fast.pulsar.client")
         self._client_wrapper = pulsar.Client(
             self.service_url,
             # pulsar-lite reports many failures by dropping the connection; the client
             # then retries until this timeout. Keep it short enough to answer clients.
             operation_timeout_seconds=10,
             connection_timeout_ms=10000,
-            logger=pulsar_logger,
+            logger=client_logger(),
         )
         self.client = self._client_wrapper._client
         registry_topic = f"persistent://{self.settings.system_namespace}/__kop_fast_topics"

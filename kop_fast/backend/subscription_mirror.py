@@ -56,7 +56,7 @@ import _pulsar
 import pulsar
 
 from kop_fast import codec
-from kop_fast.backend.bridge import CompletionBridge, PulsarError
+from kop_fast.backend.bridge import CompletionBridge, PulsarError, client_logger
 from kop_fast.backend.partition import DuplicateFilter
 from kop_fast.pulsar_payload import FORMAT_PROPERTY, FORMAT_V2, RECORDS_PROPERTY
 
@@ -273,7 +273,7 @@ class SubscriptionMirror:
         if self._client is None:
             self._client_wrapper = pulsar.Client(
                 self.service_url, operation_timeout_seconds=OPERATION_TIMEOUT_S,
-                connection_timeout_ms=10000, logger=logging.getLogger("kop_fast.pulsar.client"))
+                connection_timeout_ms=10000, logger=client_logger())
             self._client = self._client_wrapper._client
         return self._client
 

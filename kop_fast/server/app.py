@@ -25,8 +25,6 @@ def setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # pulsar-client logs every connection at INFO; keep ours readable.
-    logging.getLogger("kop_fast.pulsar.client").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def run(settings: Settings) -> int:
