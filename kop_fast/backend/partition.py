@@ -169,7 +169,10 @@ class TailReader:
     at a time).
     """
 
-    READ_TIMEOUT_MS = 200  # how soon the thread notices close()
+    # How long a read waits before the thread looks around: notices close(), and
+    # replaces the reader when the log is known to go on further (a pulsar-lite stall;
+    # this bounds the latency such a stall adds).
+    READ_TIMEOUT_MS = 50
     CHUNK = 512  # messages handed to the loop at once, at most
 
     def __init__(self, log_: "PartitionLog", offset: int) -> None:
@@ -198,6 +201,7 @@ class TailReader:
         fut, cb = self.log.bridge.value_future()
         self.log.client.create_reader_async_v2(self.log.topic, start, self._configuration(True), cb)
         self._reader = await fut
+        self._start = start
         self._thread = threading.Thread(target=self._read_ahead, name=f"reader {self.log.topic}", daemon=True)
         self._thread.start()
 
@@ -224,7 +228,8 @@ class TailReader:
         timeout = self.READ_TIMEOUT_MS
         chunk: list = []
         size = 0
-        read_up_to = -1  # offset after the last item read
+        read_up_to = self.position  # offset after the last item read (or where we started)
+        behind = 0  # consecutive empty reads while the log is known to go on further
         try:
             while not self._closed:
                 if not self._room.wait(0.2):
@@ -238,9 +243,13 @@ class TailReader:
                         chunk, size = [], 0
                         continue
                     end = self.log.high_watermark
-                    if end is not None and 0 <= read_up_to < end and dedup.last[0] >= 0:
+                    behind = behind + 1 if end is not None and read_up_to < end else 0
+                    if behind >= 2:
                         # Entries exist beyond what we got: pulsar-lite stalled this reader.
+                        # (Each reader leaves a subscription in pulsar-lite's metadata, so
+                        # only after two empty reads, not on the first slow one.)
                         reader = self._reopen_after(reader, dedup.last)
+                        behind = 0
                     continue
                 position = position_of(msg)
                 if not dedup.fresh_position(position):
@@ -253,6 +262,7 @@ class TailReader:
                 chunk.append(item)
                 size += item.size
                 read_up_to = item.next_offset
+                behind = 0
                 if len(chunk) >= self.CHUNK or size >= READER_BUFFER_BYTES // 4:
                     post(self._on_chunk, chunk, size)
                     chunk, size = [], 0
@@ -268,14 +278,14 @@ class TailReader:
         range integral type conversion") and drops the whole client connection with it.
         """
         ledger, entry, index = position
-        replacement = self.log.client.create_reader(
-            self.log.topic, message_id(ledger, entry, index), self._configuration(True))
+        start = self._start if ledger < 0 else message_id(ledger, entry, index)  # nothing read yet
+        replacement = self.log.client.create_reader(self.log.topic, start, self._configuration(True))
         self._reader = replacement
         try:
             reader.close()
         except Exception:
             pass
-        log.info("reader on %s stalled at %s; reopened", self.log.topic, position)
+        log.debug("reader on %s stalled at %s; reopened", self.log.topic, position)
         return replacement
 
     def _on_chunk(self, chunk: list, size: int) -> None:
