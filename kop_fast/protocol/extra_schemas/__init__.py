@@ -2,13 +2,23 @@
 
 kio's generated schemas start where Kafka 4's message definitions start; some
 clients still send older versions (librdkafka uses ListOffsets v0 with old
-`broker.version.fallback` settings). kio's reader and writer work on these
-classes as on its own. Each module defines one (api_key, version) pair.
+`broker.version.fallback` settings; old clients commit with OffsetCommit v0/v1).
+kio's reader and writer work on these classes as on its own. Where an old
+version has the same wire layout as a newer one, the newer kio class serves.
 """
 
-from kop_fast.protocol.extra_schemas import list_offsets_v0
+from kio.schema.offset_commit.v2.response import OffsetCommitResponse as _OffsetCommitResponseV2
+from kio.schema.offset_fetch.v1.request import OffsetFetchRequest as _OffsetFetchRequestV1
+from kio.schema.offset_fetch.v1.response import OffsetFetchResponse as _OffsetFetchResponseV1
+
+from kop_fast.protocol.extra_schemas import list_offsets_v0, offset_commit_v0, offset_commit_v1
 
 # (api_key, version) -> (request schema, response schema)
 EXTRA_SCHEMAS = {
     (2, 0): (list_offsets_v0.ListOffsetsRequest, list_offsets_v0.ListOffsetsResponse),
+    # v0/v1 responses: v2's layout (topics, partitions, error codes; no throttle time)
+    (8, 0): (offset_commit_v0.OffsetCommitRequest, _OffsetCommitResponseV2),
+    (8, 1): (offset_commit_v1.OffsetCommitRequest, _OffsetCommitResponseV2),
+    # OffsetFetch v0 reads offsets from ZooKeeper in old Kafka; its wire layout is v1's
+    (9, 0): (_OffsetFetchRequestV1, _OffsetFetchResponseV1),
 }

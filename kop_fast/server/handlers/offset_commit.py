@@ -1,4 +1,4 @@
-"""OffsetCommit (key 8) v2-v8 (kio has no v0/v1 schemas): answered once Pulsar persisted the commit.
+"""OffsetCommit (key 8) v0-v8 (v0/v1 schemas in protocol/extra_schemas): answered once Pulsar persisted the commit.
 
 Partitions of topics this cluster does not have get UNKNOWN_TOPIC_OR_PARTITION,
 as in Kafka; the rest go to the group coordinator.
@@ -50,7 +50,7 @@ def group_by_topic(schema, topic_class: str, partition_class: str, results, **pa
     return tuple(make(topic_cls, name=name, partitions=tuple(parts)) for name, parts in by_topic.items())
 
 
-@api(API_KEY, 2, 8)
+@api(API_KEY, 0, 8)
 async def handle_offset_commit(ctx, request):
     counts = await partition_counts(ctx.broker, [t.name for t in request.topics])
     retention_ms = millis(getattr(request, "retention_time", None))
@@ -71,8 +71,9 @@ async def handle_offset_commit(ctx, request):
         response = await coordinator_of(ctx).commit_offsets(OffsetCommitRequest(
             group_id=request.group_id,
             partitions=valid,
-            generation_id=request.generation_id_or_member_epoch,
-            member_id=request.member_id,
+            # v0 has neither: a "simple" commit, as generation -1 with no member id is
+            generation_id=getattr(request, "generation_id_or_member_epoch", -1),
+            member_id=getattr(request, "member_id", ""),
             group_instance_id=getattr(request, "group_instance_id", None),
             retention_time_ms=retention_ms,
         ))

@@ -1,4 +1,4 @@
-"""OffsetFetch (key 9) v1-v8 (kio has no v0): committed offsets; v8 asks for several groups at once."""
+"""OffsetFetch (key 9) v0-v8 (v0 has v1's layout, see protocol/extra_schemas): committed offsets; v8 asks for several groups at once."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ async def _fetch(ctx, group_id: str, requested, require_stable: bool):
         OffsetFetchRequest(group_id=group_id, partitions=requested, require_stable=require_stable))
 
 
-@api(API_KEY, 1, 8)
+@api(API_KEY, 0, 8)
 async def handle_offset_fetch(ctx, request):
     schema = ctx.response_schema
     version = ctx.api_version
