@@ -216,8 +216,10 @@ def encode_varint(n: int) -> bytes:
     return bytes(out)
 
 
-def _read_varlong(buf: Any, pos: int, end: int) -> tuple[int, int]:
-    """Zigzag varint of at most 10 bytes ending before ``end``."""
+def _read_zigzag(buf: Any, pos: int, end: int, bits: int = 64) -> tuple[int, int]:
+    """Zigzag varint of at most ``bits`` (64: 10 bytes; 32: 5 bytes) ending before ``end``."""
+    last_shift = 63 if bits == 64 else 28  # shift of the last byte the width allows
+    last_max = 1 if bits == 64 else 0x0F  # and the largest value that byte may carry
     z = 0
     shift = 0
     while True:
@@ -225,29 +227,20 @@ def _read_varlong(buf: Any, pos: int, end: int) -> tuple[int, int]:
             raise _corrupt("truncated varint")
         b = buf[pos]
         pos += 1
-        if shift == 63 and b > 1:
-            raise _corrupt("varint does not fit 64 bits")
+        if shift == last_shift and b > last_max:
+            raise _corrupt(f"varint does not fit {bits} bits")
         z |= (b & 0x7F) << shift
         if b < 0x80:
             return (z >> 1) ^ -(z & 1), pos
         shift += 7
+
+
+_read_varlong = _read_zigzag
 
 
 def _read_varint(buf: Any, pos: int, end: int) -> tuple[int, int]:
     """Zigzag varint of at most 5 bytes (a Kafka int32 varint)."""
-    z = 0
-    shift = 0
-    while True:
-        if pos >= end:
-            raise _corrupt("truncated varint")
-        b = buf[pos]
-        pos += 1
-        if shift == 28 and b > 0x0F:
-            raise _corrupt("varint does not fit 32 bits")
-        z |= (b & 0x7F) << shift
-        if b < 0x80:
-            return (z >> 1) ^ -(z & 1), pos
-        shift += 7
+    return _read_zigzag(buf, pos, end, 32)
 
 
 def decode_varint(buf: Any, pos: int = 0) -> tuple[int, int]:

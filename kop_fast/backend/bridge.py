@@ -101,6 +101,52 @@ async def has_message_available(bridge: CompletionBridge, reader) -> bool:
         raise
 
 
+def id_position(mid) -> tuple[int, int, int]:
+    """(ledger, entry, batch index) of a MessageId: Pulsar's order, as a comparable tuple."""
+    return mid.ledger_id(), mid.entry_id(), mid.batch_index()
+
+
+def position_of(msg) -> tuple[int, int, int]:
+    return id_position(msg.message_id())
+
+
+class DuplicateFilter:
+    """Drops messages at or before the last one delivered.
+
+    pulsar-lite can deliver a message several times, and out of order, to the same
+    reader; what is left after dropping anything not beyond the last position is
+    complete and in order (measured).
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = (-1, -1, -2)
+
+    def fresh(self, msg) -> bool:
+        return self.fresh_position(position_of(msg))
+
+    def fresh_position(self, position: tuple[int, int, int]) -> bool:
+        if position <= self.last:
+            return False
+        self.last = position
+        return True
+
+
+async def close_quietly(bridge: CompletionBridge, handle, timeout: float = 5.0) -> None:
+    """Close a pulsar-client client, producer, consumer or reader; wait at most `timeout`.
+
+    Closing happens on the way out (shutdown, replacing a broken handle): a failure
+    or a slow broker must not hold that up, so errors are ignored.
+    """
+    fut, cb = bridge.result_future()
+    handle.close_async(cb)
+    try:
+        await asyncio.wait_for(fut, timeout)
+    except (PulsarError, asyncio.TimeoutError):
+        pass
+
+
 def client_logger():
     """The logger to give pulsar.Client: pulsar-client's own C++ console logger.
 

@@ -43,9 +43,15 @@ from collections import deque
 import _pulsar
 import pulsar
 
-from kop_fast.backend.bridge import CompletionBridge, PulsarError, client_logger
+from kop_fast.backend.bridge import (
+    CompletionBridge,
+    DuplicateFilter,
+    PulsarError,
+    client_logger,
+    close_quietly,
+    position_of,
+)
 from kop_fast.backend.naming import partition_topic
-from kop_fast.backend.partition import DuplicateFilter, position_of
 
 log = logging.getLogger("kop_fast.offsets_topic")
 
@@ -155,21 +161,11 @@ class OffsetsPartition:
             handle = getattr(self, attr)
             setattr(self, attr, None)
             if handle is not None:
-                fut, cb = self.bridge.result_future()
-                handle.close_async(cb)
-                try:
-                    await asyncio.wait_for(fut, 5)
-                except (PulsarError, asyncio.TimeoutError):
-                    pass
+                await close_quietly(self.bridge, handle)
         client, self.client = self.client, None
         self._client_wrapper = None
         if client is not None:
-            fut, cb = self.bridge.result_future()
-            client.close_async(cb)
-            try:
-                await asyncio.wait_for(fut, 5)
-            except (PulsarError, asyncio.TimeoutError):
-                pass
+            await close_quietly(self.bridge, client)
 
     # -- appends --------------------------------------------------------------------------------
     def append(self, records) -> asyncio.Future:

@@ -26,7 +26,14 @@ from collections import deque
 import _pulsar
 
 from kop_fast import codec
-from kop_fast.backend.bridge import CompletionBridge, PulsarError, has_message_available
+from kop_fast.backend.bridge import (
+    CompletionBridge,
+    DuplicateFilter,
+    PulsarError,
+    close_quietly,
+    has_message_available,
+    position_of,
+)
 from kop_fast.pulsar_payload import (
     FORMAT_PROPERTY,
     FORMAT_V2,
@@ -56,34 +63,6 @@ _OK = _pulsar.Result.Ok
 
 def message_id(ledger: int, entry: int, batch_index: int = -1):
     return _pulsar.MessageId(-1, ledger, entry, batch_index)
-
-
-def position_of(msg) -> tuple[int, int, int]:
-    mid = msg.message_id()
-    return mid.ledger_id(), mid.entry_id(), mid.batch_index()
-
-
-class DuplicateFilter:
-    """Drops messages at or before the last one delivered.
-
-    pulsar-lite can deliver a message several times, and out of order, to the same
-    reader; what is left after dropping anything not beyond the last position is
-    complete and in order (measured).
-    """
-
-    __slots__ = ("last",)
-
-    def __init__(self) -> None:
-        self.last = (-1, -1, -2)
-
-    def fresh(self, msg) -> bool:
-        return self.fresh_position(position_of(msg))
-
-    def fresh_position(self, position: tuple[int, int, int]) -> bool:
-        if position <= self.last:
-            return False
-        self.last = position
-        return True
 
 
 class KafkaEntry:
@@ -373,12 +352,7 @@ class TailReader:
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 2 * self.READ_TIMEOUT_MS / 1000 + 1)
         if self._reader is not None:
-            fut, cb = self.log.bridge.result_future()
-            self._reader.close_async(cb)
-            try:
-                await asyncio.wait_for(fut, 5)
-            except (PulsarError, asyncio.TimeoutError):
-                pass
+            await close_quietly(self.log.bridge, self._reader)
 
 
 class PartitionLog:
@@ -472,12 +446,7 @@ class PartitionLog:
         return await fut
 
     async def _close_reader(self, reader) -> None:
-        fut, cb = self.bridge.result_future()
-        reader.close_async(cb)
-        try:
-            await asyncio.wait_for(fut, 5)
-        except (PulsarError, asyncio.TimeoutError):
-            pass
+        await close_quietly(self.bridge, reader)
 
     async def _read(self, reader, timeout_s: float = 10.0):
         fut, cb = self.bridge.result_future()
@@ -784,9 +753,4 @@ class PartitionLog:
         self._readers.clear()
         producer, self._producer = self._producer, None
         if producer is not None:
-            fut, cb = self.bridge.result_future()
-            producer.close_async(cb)
-            try:
-                await asyncio.wait_for(fut, 5)
-            except (PulsarError, asyncio.TimeoutError):
-                pass
+            await close_quietly(self.bridge, producer)

@@ -15,7 +15,7 @@ import _pulsar
 import pulsar
 
 from kop_fast.backend.base import TopicExists, TopicInfo
-from kop_fast.backend.bridge import CompletionBridge, PulsarError, has_message_available, client_logger
+from kop_fast.backend.bridge import CompletionBridge, PulsarError, close_quietly, has_message_available, client_logger
 from kop_fast.backend.naming import partition_topic, split_partition_topic
 from kop_fast.backend.partition import PartitionLog
 from kop_fast.backend.pulsar_admin import PulsarAdmin
@@ -72,12 +72,7 @@ class PulsarBackend:
         if self.topics is not None:
             await self.topics.close()
         if self.client is not None:
-            fut, cb = self.bridge.result_future()
-            self.client.close_async(cb)
-            try:
-                await asyncio.wait_for(fut, 5)
-            except (PulsarError, asyncio.TimeoutError):
-                pass
+            await close_quietly(self.bridge, self.client)
             self.client = None
 
     # -- partitions -----------------------------------------------------------------------------
@@ -180,9 +175,4 @@ class PulsarBackend:
         try:
             return await has_message_available(self.bridge, reader)
         finally:
-            fut, cb = self.bridge.result_future()
-            reader.close_async(cb)
-            try:
-                await fut
-            except PulsarError:
-                pass
+            await close_quietly(self.bridge, reader)

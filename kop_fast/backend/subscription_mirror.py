@@ -56,8 +56,13 @@ import _pulsar
 import pulsar
 
 from kop_fast import codec
-from kop_fast.backend.bridge import CompletionBridge, PulsarError, client_logger
-from kop_fast.backend.partition import DuplicateFilter
+from kop_fast.backend.bridge import (
+    CompletionBridge,
+    DuplicateFilter,
+    PulsarError,
+    client_logger,
+    close_quietly,
+)
 from kop_fast.pulsar_payload import FORMAT_PROPERTY, FORMAT_V2, RECORDS_PROPERTY
 
 log = logging.getLogger("kop_fast.mirror")
@@ -301,12 +306,7 @@ class SubscriptionMirror:
 
     async def _close(self, consumer) -> None:
         # Closing flushes the pending acknowledgement before the consumer goes (same connection).
-        fut, cb = self._bridge.result_future()
-        consumer.close_async(cb)
-        try:
-            await asyncio.wait_for(fut, OPERATION_TIMEOUT_S)
-        except (PulsarError, asyncio.TimeoutError):
-            pass
+        await close_quietly(self._bridge, consumer, OPERATION_TIMEOUT_S)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def idle(self) -> bool:
@@ -333,10 +333,5 @@ class SubscriptionMirror:
                 pass
         self._workers = []
         if self._client is not None:
-            fut, cb = self._bridge.result_future()
-            self._client.close_async(cb)
-            try:
-                await asyncio.wait_for(fut, 5)
-            except (PulsarError, asyncio.TimeoutError):
-                pass
+            await close_quietly(self._bridge, self._client)
             self._client = None

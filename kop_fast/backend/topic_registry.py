@@ -20,13 +20,16 @@ import _pulsar
 import orjson
 
 from kop_fast.backend.base import TopicExists, TopicInfo
-from kop_fast.backend.bridge import CompletionBridge, PulsarError, has_message_available
+from kop_fast.backend.bridge import (
+    CompletionBridge,
+    DuplicateFilter,
+    PulsarError,
+    close_quietly,
+    has_message_available,
+    id_position,
+)
 
 log = logging.getLogger("kop_fast.topics")
-
-
-def message_position(message_id) -> tuple[int, int, int]:
-    return (message_id.ledger_id(), message_id.entry_id(), message_id.batch_index())
 
 
 class TopicRegistry:
@@ -38,7 +41,7 @@ class TopicRegistry:
         self._producer = None
         self._reader = None
         self._follow_task: asyncio.Task | None = None
-        self._position: tuple = (-1, -1, -1)
+        self._dedup = DuplicateFilter()  # its `last` is the position this process has applied
         self._waiters: list[tuple[tuple, asyncio.Future]] = []
 
     async def start(self) -> None:
@@ -67,12 +70,7 @@ class TopicRegistry:
                 pass
         for handle in (self._reader, self._producer):
             if handle is not None:
-                fut, cb = self._bridge.result_future()
-                handle.close_async(cb)
-                try:
-                    await asyncio.wait_for(fut, 5)
-                except (PulsarError, asyncio.TimeoutError):
-                    pass
+                await close_quietly(self._bridge, handle)
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.cancel()
@@ -96,8 +94,8 @@ class TopicRegistry:
             self._apply(message)
 
     def _apply(self, message) -> None:
-        position = message_position(message.message_id())
-        if position <= self._position:
+        position = id_position(message.message_id())
+        if not self._dedup.fresh_position(position):
             return  # pulsar-lite may deliver a message again
         try:
             record = orjson.loads(message.data())
@@ -112,7 +110,6 @@ class TopicRegistry:
                 self._topics[name] = (TopicInfo(name, partitions, True), position)
             elif op == "delete":
                 self._topics.pop(name, None)
-        self._position = position
         remaining = []
         for wanted, waiter in self._waiters:
             if wanted <= position:
@@ -130,8 +127,8 @@ class TopicRegistry:
         fut, cb = self._bridge.result_future()
         self._producer.send_async(msg, cb)
         message_id = await fut
-        position = message_position(message_id)
-        if self._position < position:
+        position = id_position(message_id)
+        if self._dedup.last < position:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append((position, waiter))
             await waiter

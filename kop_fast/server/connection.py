@@ -160,7 +160,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 raise MalformedRequest(f"request size {size} outside 0..{max_size}")
             if self._end - start - 4 < size:
                 break
-            frame = bytes(buf[start + 4:start + 4 + size])
+            # One copy (a bytearray slice would copy once more): the frame outlives the
+            # receive buffer, which is reused for the next bytes.
+            with memoryview(buf) as view:
+                frame = bytes(view[start + 4:start + 4 + size])
             self._start = start + 4 + size
             self._dispatch(frame)
         if self._start == self._end:
