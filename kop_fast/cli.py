@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--entry-format", metavar="kafka|pulsar",
                        help="how records are stored: one Pulsar message per Kafka batch (kafka, default) "
                             "or per record (pulsar)")
+    serve.add_argument("--read-cache-mb", metavar="MB",
+                       help="memory for entries this process stored, so fetches right behind the producer "
+                            "skip the Pulsar read (kafka entry format; 0 disables; default 128)")
     serve.add_argument("--default-num-partitions", metavar="N",
                        help="partitions of auto-created topics (default 1)")
     serve.add_argument("--node-id", metavar="N", help="Kafka broker id of this process (default 0)")

@@ -153,6 +153,8 @@ class Settings:
     kafka_namespace: str = "default"
     system_namespace: str = "public/kafka"
     entry_format: str = "kafka"
+    # Entries this process stored, kept for fetches that follow the producer (kafka format).
+    read_cache_mb: int = 128
     default_num_partitions: int = 1
     node_id: int = 0
     cluster_id: str | None = None
@@ -178,6 +180,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "kafka_namespace": _name("kafka-namespace"),
     "system_namespace": _namespace,
     "entry_format": _choice("entry-format", ("kafka", "pulsar")),
+    "read_cache_mb": _non_negative_int("read-cache-mb"),
     "default_num_partitions": _positive_int("default-num-partitions"),
     "node_id": _non_negative_int("node-id"),
     "cluster_id": lambda v: str(v),

@@ -16,6 +16,7 @@ import pulsar
 
 from kop_fast.backend.base import TopicExists, TopicInfo
 from kop_fast.backend.bridge import CompletionBridge, PulsarError, close_quietly, has_message_available, client_logger
+from kop_fast.backend.entry_cache import CacheBudget
 from kop_fast.backend.naming import partition_topic, split_partition_topic
 from kop_fast.backend.partition import PartitionLog
 from kop_fast.backend.pulsar_admin import PulsarAdmin
@@ -42,6 +43,7 @@ class PulsarBackend:
         self.admin = PulsarAdmin(settings.pulsar_admin_url) if settings.pulsar_admin_url else None
         self._admin_topics: dict[str, TopicInfo] = {}
         self._sweeper: asyncio.Task | None = None
+        self.cache_budget = CacheBudget(settings.read_cache_mb * 1024 * 1024)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -80,7 +82,7 @@ class PulsarBackend:
         name = partition_topic(info.pulsar_topic, index, info.partitioned)
         log_ = self._partitions.get(name)
         if log_ is None:
-            log_ = PartitionLog(self.client, self.bridge, name, self.settings.entry_format)
+            log_ = PartitionLog(self.client, self.bridge, name, self.settings.entry_format, self.cache_budget)
             self._partitions[name] = log_
         return log_
 

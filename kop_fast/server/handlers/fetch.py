@@ -1,9 +1,12 @@
-"""Fetch (key 1) v4-v12: stored batches from Pulsar readers, long polling, zero-copy responses.
+"""Fetch (key 1) v4-v12: stored batches from the entry cache or Pulsar readers, long polling,
+zero-copy responses.
 
-Each requested partition leases a reader positioned at its fetch offset (kept
-and reused across fetches). Data already buffered is taken at once; if less than
-`min_bytes` came, the fetch waits until any of its readers receives an entry or
-`max_wait_ms` passes: no polling loop, no fixed sleeps.
+A partition whose fetch offset lies in the entry cache (batches this process
+stored, see backend/entry_cache.py) is answered from memory. Otherwise it leases
+a reader positioned at its fetch offset (kept and reused across fetches). Data
+already there is taken at once; if less than `min_bytes` came, the fetch waits
+until any of its readers receives an entry, an entry is stored through this
+process, or `max_wait_ms` passes: no polling loop, no fixed sleeps.
 
 Fetch sessions (KIP-227) are declined as Kafka allows: every response carries
 session id 0, so clients keep sending full fetch requests.
@@ -56,7 +59,9 @@ async def _prepare(broker, name: str, partition) -> _PartitionFetch:
             log_start, hwm = await log_.bounds(refresh=True)
         if offset < log_start or offset > hwm:
             return _PartitionFetch(FetchPartitionResult(index, ErrorCode.offset_out_of_range, hwm, log_start))
-        reader = await log_.reader_for(offset)
+        cache = log_.cache
+        # Served from memory: no Pulsar reader needed (nor opened).
+        reader = None if cache is not None and cache.holds(offset) else await log_.reader_for(offset)
     except Exception as exc:
         log.warning("fetch from %s failed: %r", log_.topic, exc)
         return _PartitionFetch(FetchPartitionResult(index, storage_error_code(exc)))
@@ -65,14 +70,27 @@ async def _prepare(broker, name: str, partition) -> _PartitionFetch:
 
 
 def _take(fetches: list[_PartitionFetch], budget: int) -> int:
-    """Move buffered data into the results; return the bytes taken."""
+    """Move cached or buffered data into the results; return the bytes taken."""
     taken = 0
     for f in fetches:
-        reader = f.reader
-        if reader is None:
+        if f.result.error_code != ErrorCode.none:  # its reader failed during this fetch
             continue
         room = min(f.max_bytes - f.result.size, budget - taken)
         if room <= 0 and (f.result.size or taken):
+            continue
+        cache = f.log.cache
+        if cache is not None:
+            parts, size, after = cache.take(f.offset, max(room, 1))
+            if size:
+                f.result.parts.extend(parts)
+                f.result.size += size
+                f.offset = after
+                taken += size
+                if f.reader is not None:
+                    f.reader.skip_to(after)  # so the next fetch, at `after`, can reuse it
+                continue
+        reader = f.reader
+        if reader is None:
             continue
         try:
             parts, size = reader.take(f.offset, max(room, 1))
@@ -104,7 +122,7 @@ async def handle_fetch(ctx, request):
 
     plan = [(topic.topic, p) for topic in request.topics for p in topic.partitions]
     prepared = await asyncio.gather(*(_prepare(broker, name, p) for name, p in plan))
-    fetches = [f for f in prepared if f.reader is not None]
+    fetches = [f for f in prepared if f.log is not None]
     try:
         total = _take(fetches, max_bytes)
         while total < min_bytes and fetches:
@@ -112,6 +130,7 @@ async def handle_fetch(ctx, request):
             if remaining <= 0:
                 break
             waits = [f.reader.wait_future() for f in fetches if f.reader is not None]
+            waits += [f.log.cache.wait_future(loop) for f in fetches if f.log.cache is not None]
             if not waits:
                 break
             done, pending = await asyncio.wait(waits, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)

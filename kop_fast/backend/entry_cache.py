@@ -1,0 +1,145 @@
+"""Recently stored Kafka-format entries, kept in memory for the fetches that follow the producer.
+
+A Pulsar broker keeps the entries it has just written in its managed-ledger cache,
+so tailing readers are served from memory. kop_fast sits one hop further out: without
+a cache of its own, every record a consumer reads right after it was produced would
+cross the network twice more (Pulsar to kop_fast, then kop_fast to the client) and
+be copied into Python once more. The batches are already in memory when Pulsar
+acknowledges them, so they are kept, up to a byte budget shared by all partitions.
+
+Only a contiguous run of entries is kept per partition: an entry joins the run when
+it directly follows the run's last entry in Pulsar (same ledger, next entry id).
+Anything else (another kop_fast or a Pulsar application wrote in between, a new
+ledger) starts a new run. A run is therefore exactly what a Pulsar reader would
+deliver for that range, and fetches outside it go to Pulsar as before. Nothing is
+cached before Pulsar has acknowledged it, so the cache never shows unstored data.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import deque
+
+
+class CacheBudget:
+    """Bytes held by all partition caches of one process; the oldest entries go first."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.used = 0
+        self._order: deque = deque()  # (cache, its generation, entry) in the order added
+        self._stale = 0  # records in _order whose run was reset since
+
+    def admit(self, cache: "EntryCache", entry) -> None:
+        self._order.append((cache, cache._generation, entry))
+        self.used += entry.size
+        while self.used > self.max_bytes and self._order:
+            owner, generation, oldest = self._order.popleft()
+            if owner._generation == generation:
+                owner._evict(oldest)
+            else:
+                self._stale -= 1
+
+    def dropped(self, count: int) -> None:
+        """A run of `count` entries was reset: forget them here too, now and then in bulk."""
+        self._stale += count
+        if self._stale > 1024 and self._stale * 2 > len(self._order):
+            self._order = deque(r for r in self._order if r[0]._generation == r[1])
+            self._stale = 0
+
+
+class EntryCache:
+    """The latest contiguous run of one partition's stored Kafka entries (`KafkaEntry`)."""
+
+    __slots__ = ("_budget", "_bases", "_entries", "_head", "_last", "_waiters", "_generation")
+
+    def __init__(self, budget: CacheBudget) -> None:
+        self._budget = budget
+        self._bases: list[int] = []  # base offsets, ascending; [_head:] are live
+        self._entries: list = []
+        self._head = 0
+        self._last: tuple[int, int] | None = None  # (ledger, entry id) of the run's last entry
+        self._waiters: list = []
+        self._generation = 0  # bumped by reset(), so the budget can tell its records are gone
+
+    def __len__(self) -> int:
+        return len(self._entries) - self._head
+
+    @property
+    def end(self) -> int | None:
+        """Offset after the run's last record (None when empty)."""
+        return self._entries[-1].next_offset if len(self) else None
+
+    def add(self, ledger: int, entry_id: int, entry) -> None:
+        """Keep an entry Pulsar has just acknowledged at (ledger, entry_id)."""
+        last = self._last
+        if last is None or ledger != last[0] or entry_id != last[1] + 1 or not len(self):
+            self.reset()
+        self._last = (ledger, entry_id)
+        if entry.size > self._budget.max_bytes:
+            self.reset()  # too big to keep: the run ends here
+            return
+        self._bases.append(entry.base_offset)
+        self._entries.append(entry)
+        self._budget.admit(self, entry)
+        waiters, self._waiters = self._waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    def reset(self) -> None:
+        live = self._entries[self._head:]
+        if live:
+            self._budget.used -= sum(entry.size for entry in live)
+            self._budget.dropped(len(live))
+        self._generation += 1
+        self._bases = []
+        self._entries = []
+        self._head = 0
+        self._last = None
+
+    def _evict(self, entry) -> None:
+        head = self._head
+        if head < len(self._entries) and self._entries[head] is entry:
+            self._entries[head] = None
+            self._head = head + 1
+            self._budget.used -= entry.size
+            if self._head > 64 and self._head * 2 > len(self._entries):
+                del self._entries[:self._head]
+                del self._bases[:self._head]
+                self._head = 0
+
+    def holds(self, offset: int) -> bool:
+        """Whether a fetch at `offset` can be answered from the run."""
+        return len(self) > 0 and self._bases[self._head] <= offset < self._entries[-1].next_offset
+
+    def take(self, offset: int, max_bytes: int) -> tuple[list, int, int]:
+        """Entries from the one holding `offset` (or the next one, inside a gap between
+        entries): at most max_bytes, but at least one entry. Returns (parts, size,
+        offset after them); ([], 0, offset) when the run does not hold `offset`."""
+        if not self.holds(offset):
+            return [], 0, offset
+        entries = self._entries
+        i = bisect_right(self._bases, offset, self._head) - 1
+        if entries[i].next_offset <= offset:  # in the gap after entry i: the next record is in i+1
+            i += 1
+        parts: list = []
+        size = 0
+        n = len(entries)
+        while i < n:
+            entry = entries[i]
+            if parts and size + entry.size > max_bytes:
+                break
+            parts.extend(entry.parts)
+            size += entry.size
+            offset = entry.next_offset
+            i += 1
+        return parts, size, offset
+
+    def wait_future(self, loop):
+        """Resolves when the next entry is added."""
+        fut = loop.create_future()
+        if len(self._waiters) > 16:  # long polls that timed out while nothing was stored
+            self._waiters = [w for w in self._waiters if not w.done()]
+        self._waiters.append(fut)
+        return fut

@@ -1,0 +1,166 @@
+"""Fetches served from the entry cache against the same fetches served by Pulsar readers.
+
+Proxy `cached` (default --read-cache-mb) and proxy `uncached` (--read-cache-mb 0)
+share one pulsar-lite; records written through `cached` are in its cache and are
+read by `uncached` from Pulsar.
+"""
+
+import datetime
+import io
+import json
+import time
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from tests.support import KopServer, kafka_request
+
+pytestmark = pytest.mark.interop
+
+
+@pytest.fixture(scope="module")
+def proxies(tmp_path_factory):
+    base = tmp_path_factory.mktemp("cache")
+    cached = KopServer(base / "cached").start()
+    try:
+        uncached = KopServer(base / "uncached", "--pulsar-url", cached.pulsar_url, "--node-id", "1",
+                             "--read-cache-mb", "0").start()
+    except Exception:
+        cached.stop()
+        raise
+    yield cached, uncached
+    uncached.stop()
+    cached.stop()
+
+
+def produce(bootstrap: str, topic: str, n: int, tag: bytes, linger_ms: int = 5) -> list[int]:
+    offsets = []
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": linger_ms, "batch.num.messages": 97})
+    for i in range(n):
+        producer.produce(topic, key=b"k%d" % i, value=tag + b"-%d" % i, headers=[("h", b"\x00\xff"), ("n", None)],
+                         timestamp=1_700_000_000_000 + i,
+                         on_delivery=lambda err, msg: offsets.append(msg.offset() if err is None else err))
+    assert producer.flush(30) == 0
+    assert all(isinstance(o, int) for o in offsets), offsets[:3]
+    return offsets
+
+
+def fetch_raw(port: int, topic: str, offset: int) -> tuple[int, int, bytes]:
+    """Fetch v4, partition 0: (error code, high watermark, the records bytes as sent)."""
+    from kio.schema.fetch.v4.request import FetchPartition, FetchRequest, FetchTopic
+    from kio.schema.fetch.v4.response import FetchResponse
+    from kio.serial import entity_reader, entity_writer
+
+    request = FetchRequest(
+        replica_id=-1, max_wait=datetime.timedelta(milliseconds=100), min_bytes=1, max_bytes=1 << 20,
+        isolation_level=0,
+        topics=(FetchTopic(topic=topic, partitions=(
+            FetchPartition(partition=0, fetch_offset=offset, partition_max_bytes=1 << 20),)),))
+    buf = io.BytesIO()
+    entity_writer(FetchRequest)(buf, request)
+    frame = kafka_request(port, api_key=1, api_version=4, body=buf.getvalue())
+    response, _ = entity_reader(FetchResponse)(frame, 4)
+    [part] = response.responses[0].partitions
+    return int(part.error_code), part.high_watermark, bytes(part.records or b"")
+
+
+def last_offset(records: bytes) -> int:
+    from kop_fast import codec
+    return codec.decode_batches(bytearray(records))[-1].records[-1].offset
+
+
+def reader_subscriptions(server: KopServer, topic: str) -> int:
+    """Reader subscriptions pulsar-lite has recorded on public/default/`topic` (each Reader leaves one)."""
+    meta = json.loads((server.data_dir / "pulsar.metadata.json").read_text())
+    count = 0
+    for tree in meta.values():
+        if isinstance(tree, dict):
+            node = tree.get("public", {}).get("default", {}).get("persistent", {}).get(topic, {})
+            count += sum(1 for name in node.get("subscriptions", {}) if name.startswith("reader-"))
+    return count
+
+
+def read_log(port: int, topic: str, start: int, end: int) -> tuple[list[bytes], int]:
+    """Every stored batch from `start` to `end`, as one proxy sends them; and the number of fetches."""
+    from kop_fast import codec
+
+    batches, offset, fetches = [], start, 0
+    while offset < end:
+        error, hwm, records = fetch_raw(port, topic, offset)
+        assert error == 0 and hwm == end and records
+        fetches += 1
+        view = bytearray(records)
+        for position, length, *_ in codec.batch_infos(view):
+            batches.append(bytes(view[position:position + length]))
+        offset = last_offset(records) + 1
+    return batches, fetches
+
+
+def test_cached_fetch_is_byte_identical_to_pulsar_fetch(proxies):
+    cached, uncached = proxies
+    topic = f"cache-bytes-{time.monotonic_ns()}"
+    offsets = produce(cached.bootstrap, topic, 1500, b"v")
+    start, end = offsets[0], offsets[-1] + 1
+    before = reader_subscriptions(cached, f"{topic}-partition-0")
+    from_cache, fetches = read_log(cached.port, topic, start, end)
+    # The caching proxy answered every fetch from memory: the only reader it opened is
+    # the one-off lookup of the log start (a tailing reader would be one more).
+    assert reader_subscriptions(cached, f"{topic}-partition-0") - before <= 1
+    from_pulsar, _ = read_log(uncached.port, topic, start, end)
+    assert len(from_cache) > 10 and fetches >= 1  # batch.num.messages=97: many stored batches
+    assert from_cache == from_pulsar
+
+
+def consume_all(bootstrap: str, topic: str, start: int, count: int, timeout: float = 30) -> list:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "cache", "enable.auto.commit": False})
+    consumer.assign([TopicPartition(topic, 0, start)])
+    got = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < count and time.monotonic() < deadline:
+            for msg in consumer.consume(100, 0.5):
+                assert msg.error() is None, msg.error()
+                got.append((msg.offset(), msg.value()))
+    finally:
+        consumer.close()
+    return got
+
+
+def test_interleaved_writes_through_two_proxies_read_back_complete(proxies):
+    cached, uncached = proxies
+    topic = f"cache-interleaved-{time.monotonic_ns()}"
+    written = []
+    for round_ in range(6):
+        for server, tag in ((cached, b"a"), (uncached, b"b")):
+            label = tag + b"%d" % round_
+            offsets = produce(server.bootstrap, topic, 7, label, linger_ms=0)
+            written += [(o, label + b"-%d" % i) for i, o in enumerate(offsets)]
+    written.sort()
+    # The caching proxy's entries are never contiguous here: every read must still see
+    # the other proxy's records in between, from both proxies.
+    assert consume_all(cached.bootstrap, topic, written[0][0], len(written)) == written
+    assert consume_all(uncached.bootstrap, topic, written[0][0], len(written)) == written
+
+
+def test_consumer_following_the_producer_gets_every_record(proxies):
+    cached, _ = proxies
+    topic = f"cache-follow-{time.monotonic_ns()}"
+    first = produce(cached.bootstrap, topic, 1, b"first")
+    consumer = Consumer({"bootstrap.servers": cached.bootstrap, "group.id": "follow",
+                         "enable.auto.commit": False, "fetch.wait.max.ms": 50})
+    consumer.assign([TopicPartition(topic, 0, first[0])])
+    got = []
+    producer = Producer({"bootstrap.servers": cached.bootstrap, "linger.ms": 0})
+    try:
+        deadline = time.monotonic() + 30
+        for i in range(200):  # one record at a time, each read before the next is written
+            producer.produce(topic, value=b"r%d" % i)
+            producer.flush(10)
+            while len(got) < i + 2 and time.monotonic() < deadline:
+                msg = consumer.poll(0.2)
+                if msg is not None:
+                    assert msg.error() is None, msg.error()
+                    got.append(msg.value())
+        assert got == [b"first-0"] + [b"r%d" % i for i in range(200)]
+    finally:
+        consumer.close()
