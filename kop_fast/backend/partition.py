@@ -57,6 +57,8 @@ RECEIVER_QUEUE_NATIVE = 1000
 MAX_READERS_PER_PARTITION = 8
 READER_IDLE_S = 60.0
 SEND_TIMEOUT_MS = 30000
+# Messages a producer may have unacknowledged in pulsar-client; appends beyond wait in order.
+MAX_PENDING_MESSAGES = 100_000
 ONE_OFF_RECEIVER_QUEUE = 1
 # One-off reads (log bounds, time search) give a stalled reader this long, then retry.
 ONE_OFF_READ_TIMEOUT_S = 2.0
@@ -381,17 +383,18 @@ class PartitionLog:
         self.bridge = bridge
         self.topic = topic
         self.entry_format = entry_format
-        # Entries this process stored, for fetches that follow the producer (kafka format only:
-        # a pulsar-format entry is read back as converted records, not as the stored batch).
+        # Entries this process stored, for fetches that follow the producer. A pulsar-format
+        # entry is kept as the Kafka batch its records came in (same records, same offsets).
         self.cache = EntryCache(cache_budget) if (
-            cache_budget is not None and cache_budget.max_bytes > 0 and entry_format == "kafka") else None
+            cache_budget is not None and cache_budget.max_bytes > 0) else None
         self.high_watermark: int | None = None
         self.log_start: int | None = None
         self._producer = None
         self._producer_task: asyncio.Future | None = None
         self._load_task: asyncio.Task | None = None
         self._readers: list[TailReader] = []
-        self._backlog: deque = deque()
+        self._backlog: deque = deque()  # (weight, send, future, args) waiting for a producer or room
+        self._unacknowledged = 0  # messages sent and not yet acknowledged (or failed)
 
     # -- offsets bounds --------------------------------------------------------------------------
     def observe_end(self, next_offset: int) -> None:
@@ -591,50 +594,70 @@ class PartitionLog:
     def append_kafka_batch(self, batch: bytes, record_count: int) -> asyncio.Future:
         """Store one verified Kafka batch as one Pulsar message; the future gives its base offset."""
         fut = asyncio.get_running_loop().create_future()
-        self._submit(self._send_kafka_batch, fut, batch, record_count)
+        self._submit(1, self._send_kafka_batch, fut, batch, record_count)
         return fut
 
-    def append_native(self, records) -> asyncio.Future:
-        """Store each record as a Pulsar message, all in one Pulsar batch entry; the future gives the first offset."""
+    def append_native(self, records, batch: bytes | None = None) -> asyncio.Future:
+        """Store each record as a Pulsar message, all in one Pulsar batch entry; the future gives the first offset.
+
+        `batch`, the Kafka batch the records came in, is kept in the entry cache when
+        they all land in one entry: it then holds exactly that entry's records at the
+        same offsets (pack(ledger, entry, i) = base + i)."""
         fut = asyncio.get_running_loop().create_future()
-        self._submit(self._send_native, fut, records)
+        self._submit(len(records), self._send_native, fut, records, batch)
         return fut
 
-    def _submit(self, send, fut, *args) -> None:
-        if self._producer is not None and not self._backlog:
-            self._guarded_send(send, fut, *args)
+    def _submit(self, weight: int, send, fut, *args) -> None:
+        """Send now, or queue behind earlier appends (FIFO) while the producer is being
+        created or `MAX_PENDING_MESSAGES` messages are unacknowledged: pulsar-client would
+        refuse more (ProducerQueueIsFull) after part of a batch was sent. Measured with
+        the pulsar entry format: librdkafka's 5 produce requests in flight of ~9,000
+        records each reached the limit, and refused batches were partly stored."""
+        if self._producer is not None and not self._backlog and self._fits(weight):
+            self._guarded_send(weight, send, fut, *args)
             return
-        self._backlog.append((send, fut, args))
-        if self._producer_task is None:
+        self._backlog.append((weight, send, fut, args))
+        if self._producer is None and self._producer_task is None:
             self._producer_task = asyncio.ensure_future(self._start_producer())
 
-    def _guarded_send(self, send, fut, *args) -> None:
+    def _fits(self, weight: int) -> bool:
+        return not self._unacknowledged or self._unacknowledged + weight <= MAX_PENDING_MESSAGES
+
+    def _guarded_send(self, weight: int, send, fut, *args) -> None:
+        self._unacknowledged += weight
         try:
             send(fut, *args)
-        except Exception as exc:  # e.g. ProducerQueueIsFull, raised synchronously by pulsar-client
+        except Exception as exc:  # e.g. AlreadyClosed, raised synchronously by pulsar-client
+            self._acknowledged(weight)
             if not fut.done():
                 fut.set_exception(exc)
+
+    def _acknowledged(self, weight: int) -> None:
+        """`weight` messages are no longer pending in pulsar-client: send what waited for room."""
+        self._unacknowledged -= weight
+        backlog = self._backlog
+        while backlog and self._producer is not None and self._fits(backlog[0][0]):
+            weight, send, fut, args = backlog.popleft()
+            self._guarded_send(weight, send, fut, *args)
 
     async def _start_producer(self) -> None:
         try:
             producer = await self._create_producer()
         except Exception as exc:
             backlog, self._backlog = self._backlog, deque()
-            for _, fut, _args in backlog:
+            for _, _, fut, _args in backlog:
                 if not fut.done():
                     fut.set_exception(exc)
             return
         finally:
             self._producer_task = None
         self._producer = producer
-        backlog, self._backlog = self._backlog, deque()
-        for send, fut, args in backlog:
-            self._guarded_send(send, fut, *args)
+        self._acknowledged(0)  # send the backlog, as far as there is room
 
     async def _create_producer(self):
         conf = _pulsar.ProducerConfiguration()
         conf.send_timeout_millis(SEND_TIMEOUT_MS)
-        conf.max_pending_messages(100000)
+        conf.max_pending_messages(MAX_PENDING_MESSAGES)
         conf.block_if_queue_full(False)
         if self.entry_format == "kafka":
             # A stored Kafka batch is already a batch: one Pulsar message, one entry.
@@ -656,6 +679,8 @@ class PartitionLog:
         producer, self._producer = self._producer, None
         if producer is not None:
             producer.close_async(lambda *_: None)
+        if self._backlog and self._producer_task is None:  # appends waiting for room go on
+            self._producer_task = asyncio.ensure_future(self._start_producer())
 
     def _send_kafka_batch(self, fut, batch: bytes, record_count: int) -> None:
         builder = _pulsar.MessageBuilder()
@@ -668,6 +693,7 @@ class PartitionLog:
             lambda result, mid: bridge.post(self._kafka_batch_sent, fut, result, mid, batch, record_count))
 
     def _kafka_batch_sent(self, fut, result, mid, batch: bytes, record_count: int) -> None:
+        self._acknowledged(1)
         if result != _OK:
             if not fut.done():
                 fut.set_exception(PulsarError(result))
@@ -682,23 +708,32 @@ class PartitionLog:
         if not fut.done():
             fut.set_result(base)
 
-    def _send_native(self, fut, records) -> None:
+    def _send_native(self, fut, records, batch: bytes | None) -> None:
         # No await between the first send and the flush: nothing else can join this Pulsar batch.
         producer = self._producer
         bridge = self.bridge
         count = len(records)
-        state = {"first": None, "failed": None, "flushed": False}
+        state = {"first": None, "last": None, "failed": None, "flushed": False, "done": False}
 
         def finish():
-            if fut.done() or not state["flushed"] or (state["first"] is None and state["failed"] is None):
+            if state["done"] or not state["flushed"] or (state["first"] is None and state["failed"] is None):
                 return
+            state["done"] = True
+            self._acknowledged(count)
             if state["failed"] is not None:
-                fut.set_exception(PulsarError(state["failed"]))
+                if not fut.done():
+                    fut.set_exception(PulsarError(state["failed"]))
                 return
             mid = state["first"]
-            base = codec.pack_offset(mid.ledger_id(), mid.entry_id(), max(mid.batch_index(), 0))
+            ledger, entry, index = mid.ledger_id(), mid.entry_id(), max(mid.batch_index(), 0)
+            base = codec.pack_offset(ledger, entry, index)
             self.observe_end(base + count)
-            fut.set_result(base)
+            last = state["last"] or mid
+            if (self.cache is not None and batch is not None and index == 0
+                    and (last.ledger_id(), last.entry_id()) == (ledger, entry)):
+                self.cache.add(ledger, entry, KafkaEntry(base, count, batch))
+            if not fut.done():
+                fut.set_result(base)
 
         def on_first(result, mid):
             if result == _OK:
@@ -708,8 +743,11 @@ class PartitionLog:
             bridge.post(finish)
 
         def on_other(result, mid):
+            # pulsar-client completes one producer's sends in order, on its I/O thread.
             if result != _OK:
                 state["failed"] = result
+            else:
+                state["last"] = mid
 
         def on_flush(result, _value=None):
             if result != _OK and state["failed"] is None:
@@ -720,6 +758,15 @@ class PartitionLog:
         send = producer.send_async
         new_builder = _pulsar.MessageBuilder
         to_properties = codec.headers_to_properties
+        try:
+            self._send_records(records, send, new_builder, to_properties, on_first, on_other)
+        except Exception:
+            state["done"] = True  # the caller reports the failure; callbacks of what was sent change nothing
+            raise
+        producer.flush_async(on_flush)
+
+    @staticmethod
+    def _send_records(records, send, new_builder, to_properties, on_first, on_other) -> None:
         callback = on_first
         for record in records:
             builder = new_builder()
@@ -744,7 +791,6 @@ class PartitionLog:
                     builder.property(k, v)
             send(builder.build(), callback)
             callback = on_other
-        producer.flush_async(on_flush)
 
     # -- readers ------------------------------------------------------------------------------
     async def reader_for(self, offset: int) -> TailReader:

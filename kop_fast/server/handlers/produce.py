@@ -77,8 +77,12 @@ def _store(broker, info, index: int, records) -> asyncio.Future | tuple[ErrorCod
                                   for p in parts])
     else:
         decoded = codec.decode_batches(records)[0].records
-        stored = _all_stored([partition_log.append_native(decoded[i:i + capacity])
-                              for i in range(0, len(decoded), capacity)])
+        if len(decoded) <= capacity:
+            # The batch as sent is also how Fetch may show this entry (the entry cache).
+            stored = partition_log.append_native(decoded, records)
+        else:
+            stored = _all_stored([partition_log.append_native(decoded[i:i + capacity])
+                                  for i in range(0, len(decoded), capacity)])
 
     result = asyncio.get_running_loop().create_future()
 
