@@ -24,6 +24,12 @@ def test_precedence_flags_over_env_over_toml(tmp_path):
     assert s.kafka_tenant == "t3"  # flag beats env
 
 
+def test_read_cache_size_from_env_and_zero_disables():
+    assert Settings().read_cache_mb == 128
+    assert build_settings({}, environ={"KOP_FAST_READ_CACHE_MB": "0"}).read_cache_mb == 0
+    assert build_settings({"read_cache_mb": "512"}, environ={}).read_cache_mb == 512
+
+
 def test_listeners_repeatable_and_protocol():
     s = build_settings({"listen": ["PLAINTEXT://0.0.0.0:9092", "127.0.0.1:9093", "[::1]:9094"]}, environ={})
     assert [str(l) for l in s.listen] == ["PLAINTEXT://0.0.0.0:9092", "PLAINTEXT://127.0.0.1:9093",
@@ -38,6 +44,7 @@ def test_listeners_repeatable_and_protocol():
     {"system_namespace": "justone"},
     {"kafka_namespace": "a/b"},
     {"max_request_size": "-1"},
+    {"read_cache_mb": "-1"},
     {"node_id": "x"},
 ])
 def test_invalid_values(flags):
