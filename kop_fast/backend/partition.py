@@ -60,8 +60,11 @@ SEND_TIMEOUT_MS = 30000
 # Messages a producer may have unacknowledged in pulsar-client; appends beyond wait in order.
 MAX_PENDING_MESSAGES = 100_000
 ONE_OFF_RECEIVER_QUEUE = 1
-# One-off reads (log bounds, time search) give a stalled reader this long, then retry.
-ONE_OFF_READ_TIMEOUT_S = 2.0
+# One-off reads (log bounds, time search) give a reader this long, then retry with a new
+# one: pulsar-lite now and then stalls a reader (seen: 1 of 8 first-offset reads opened at
+# once). A read normally takes 1-2 ms, so the first wait is short; later ones grow, so a
+# slow machine still gets its answer.
+ONE_OFF_READ_TIMEOUTS_S = (0.25, 0.5, 1.0, 2.0, 2.0)
 _OK = _pulsar.Result.Ok
 
 
@@ -483,25 +486,25 @@ class PartitionLog:
         reader.read_next_async(cb)
         return await asyncio.wait_for(fut, timeout_s)
 
-    async def _with_retries(self, attempt, tries: int = 4):
-        """Run a one-off read; pulsar-lite can stall a reader, and a fresh one usually goes on."""
-        for n in range(tries):
+    async def _with_retries(self, attempt):
+        """Run a one-off read, attempt(timeout); pulsar-lite can stall a reader, and a fresh one usually goes on."""
+        for n, timeout in enumerate(ONE_OFF_READ_TIMEOUTS_S):
             try:
-                return await attempt()
+                return await attempt(timeout)
             except (asyncio.TimeoutError, PulsarError):
-                if n == tries - 1:
+                if n == len(ONE_OFF_READ_TIMEOUTS_S) - 1:
                     raise
                 log.info("a read on %s stalled; retrying with a new reader", self.topic)
 
     async def _end_of_entries_from(self, start) -> int:
         """Offset after the last record, reading from `start` (the last entry) to the end."""
-        async def attempt():
+        async def attempt(timeout: float):
             reader = await self._open_reader(start)
             dedup = DuplicateFilter()
             try:
                 end = 0
                 while True:
-                    msg = await self._read(reader, ONE_OFF_READ_TIMEOUT_S)
+                    msg = await self._read(reader, timeout)
                     if dedup.fresh(msg):
                         end = max(end, convert_message(msg).next_offset)
                     if not await has_message_available(self.bridge, reader):
@@ -511,12 +514,12 @@ class PartitionLog:
         return await self._with_retries(attempt)
 
     async def _first_offset(self) -> int | None:
-        async def attempt():
+        async def attempt(timeout: float):
             reader = await self._open_reader(_pulsar.MessageId.earliest)
             try:
                 if not await has_message_available(self.bridge, reader):
                     return None
-                return convert_message(await self._read(reader, ONE_OFF_READ_TIMEOUT_S)).base_offset
+                return convert_message(await self._read(reader, timeout)).base_offset
             finally:
                 await self._close_reader(reader)
         return await self._with_retries(attempt)
@@ -524,16 +527,16 @@ class PartitionLog:
     # -- time index ---------------------------------------------------------------------------
     async def _item_at_or_after(self, offset: int):
         """The first stored item holding an offset >= `offset` (short-lived readers)."""
-        return await self._with_retries(lambda: self._probe(offset))
+        return await self._with_retries(lambda timeout: self._probe(offset, timeout))
 
-    async def _probe(self, offset: int):
+    async def _probe(self, offset: int, timeout: float):
         ledger, entry, index = codec.unpack_offset(offset)
         reader = await self._open_reader(message_id(ledger, entry))
         dedup = DuplicateFilter()
         try:
             first = True
             while True:
-                msg = await self._read(reader, ONE_OFF_READ_TIMEOUT_S)
+                msg = await self._read(reader, timeout)
                 if not dedup.fresh(msg):
                     continue
                 item = convert_message(msg)
@@ -820,6 +823,13 @@ class PartitionLog:
             self._readers.remove(oldest)
             await oldest.close()
         return reader
+
+    def advance_idle_readers(self, offset: int, after: int) -> None:
+        """A fetch at `offset` got the records up to `after` from the entry cache: readers
+        positioned at `offset` skip them, so the next fetch at `after` can reuse one."""
+        for reader in self._readers:
+            if reader.position == offset and not reader.leased:
+                reader.skip_to(after)
 
     async def close_idle_readers(self, now: float) -> None:
         idle = [r for r in self._readers if not r.leased and now - r.last_used > READER_IDLE_S]

@@ -84,10 +84,14 @@ def _take(fetches: list[_PartitionFetch], budget: int) -> int:
             if size:
                 f.result.parts.extend(parts)
                 f.result.size += size
+                # The reader this consumer used last (still waiting where this fetch began)
+                # goes on from here, so the next fetch after the cached run reuses it.
+                if f.reader is not None:
+                    f.reader.skip_to(after)
+                else:
+                    f.log.advance_idle_readers(f.offset, after)
                 f.offset = after
                 taken += size
-                if f.reader is not None:
-                    f.reader.skip_to(after)  # so the next fetch, at `after`, can reuse it
                 continue
         reader = f.reader
         if reader is None:
