@@ -18,19 +18,25 @@ from tests.support import KopServer, kafka_request
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture(scope="module")
-def proxies(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cache")
-    cached = KopServer(base / "cached").start()
+def proxy_pair(base, *args: str):
+    """A caching proxy and, on its pulsar-lite, one with the cache off; stopped at the end."""
+    cached = KopServer(base / "cached", *args).start()
     try:
-        uncached = KopServer(base / "uncached", "--pulsar-url", cached.pulsar_url, "--node-id", "1",
+        uncached = KopServer(base / "uncached", *args, "--pulsar-url", cached.pulsar_url, "--node-id", "1",
                              "--read-cache-mb", "0").start()
     except Exception:
         cached.stop()
         raise
-    yield cached, uncached
-    uncached.stop()
-    cached.stop()
+    try:
+        yield cached, uncached
+    finally:
+        uncached.stop()
+        cached.stop()
+
+
+@pytest.fixture(scope="module")
+def proxies(tmp_path_factory):
+    yield from proxy_pair(tmp_path_factory.mktemp("cache"))
 
 
 def produce(bootstrap: str, topic: str, n: int, tag: bytes, linger_ms: int = 5) -> list[int]:
@@ -80,34 +86,39 @@ def reader_subscriptions(server: KopServer, topic: str) -> int:
     return count
 
 
-def read_log(port: int, topic: str, start: int, end: int) -> tuple[list[bytes], int]:
-    """Every stored batch from `start` to `end`, as one proxy sends them; and the number of fetches."""
+def read_log(port: int, topic: str, start: int, end: int) -> list[bytes]:
+    """Every stored batch from `start` to `end`, as one proxy sends them."""
     from kop_fast import codec
 
-    batches, offset, fetches = [], start, 0
+    batches, offset = [], start
     while offset < end:
         error, hwm, records = fetch_raw(port, topic, offset)
         assert error == 0 and hwm == end and records
-        fetches += 1
         view = bytearray(records)
         for position, length, *_ in codec.batch_infos(view):
             batches.append(bytes(view[position:position + length]))
         offset = last_offset(records) + 1
-    return batches, fetches
+    return batches
 
 
-def test_cached_fetch_is_byte_identical_to_pulsar_fetch(proxies):
+def written_then_read_through_both(proxies, topic: str, n: int) -> tuple[list, list, list]:
+    """Produce n records through the caching proxy; its offsets, and the stored batches
+    read through the caching proxy and through the uncached one."""
     cached, uncached = proxies
-    topic = f"cache-bytes-{time.monotonic_ns()}"
-    offsets = produce(cached.bootstrap, topic, 1500, b"v")
+    offsets = produce(cached.bootstrap, topic, n, b"v")
     start, end = offsets[0], offsets[-1] + 1
     before = reader_subscriptions(cached, f"{topic}-partition-0")
-    from_cache, fetches = read_log(cached.port, topic, start, end)
+    from_cache = read_log(cached.port, topic, start, end)
     # The caching proxy answered every fetch from memory: the only reader it opened is
     # the one-off lookup of the log start (a tailing reader would be one more).
     assert reader_subscriptions(cached, f"{topic}-partition-0") - before <= 1
-    from_pulsar, _ = read_log(uncached.port, topic, start, end)
-    assert len(from_cache) > 10 and fetches >= 1  # batch.num.messages=97: many stored batches
+    from_pulsar = read_log(uncached.port, topic, start, end)
+    return offsets, from_cache, from_pulsar
+
+
+def test_cached_fetch_is_byte_identical_to_pulsar_fetch(proxies):
+    _, from_cache, from_pulsar = written_then_read_through_both(proxies, f"cache-bytes-{time.monotonic_ns()}", 1500)
+    assert len(from_cache) > 10  # batch.num.messages=97: many stored batches
     assert from_cache == from_pulsar
 
 
@@ -168,17 +179,7 @@ def test_consumer_following_the_producer_gets_every_record(proxies):
 
 @pytest.fixture(scope="module")
 def pulsar_format_proxies(tmp_path_factory):
-    base = tmp_path_factory.mktemp("cache-native")
-    cached = KopServer(base / "cached", "--entry-format", "pulsar").start()
-    try:
-        uncached = KopServer(base / "uncached", "--entry-format", "pulsar", "--pulsar-url", cached.pulsar_url,
-                             "--node-id", "1", "--read-cache-mb", "0").start()
-    except Exception:
-        cached.stop()
-        raise
-    yield cached, uncached
-    uncached.stop()
-    cached.stop()
+    yield from proxy_pair(tmp_path_factory.mktemp("cache-native"), "--entry-format", "pulsar")
 
 
 def records_of(batches: list[bytes]) -> list[tuple]:
@@ -192,20 +193,14 @@ def records_of(batches: list[bytes]) -> list[tuple]:
 
 
 def test_pulsar_format_cached_fetch_has_the_records_pulsar_has(pulsar_format_proxies):
-    cached, uncached = pulsar_format_proxies
-    topic = f"cache-native-{time.monotonic_ns()}"
-    offsets = produce(cached.bootstrap, topic, 1000, b"n")
-    start, end = offsets[0], offsets[-1] + 1
-    before = reader_subscriptions(cached, f"{topic}-partition-0")
-    from_cache, _ = read_log(cached.port, topic, start, end)
-    assert reader_subscriptions(cached, f"{topic}-partition-0") - before <= 1
-    from_pulsar, _ = read_log(uncached.port, topic, start, end)
+    offsets, from_cache, from_pulsar = written_then_read_through_both(
+        pulsar_format_proxies, f"cache-native-{time.monotonic_ns()}", 1000)
     # Batches differ (the cache sends the producer's batch, Pulsar's path encodes its
     # own), records do not: same offsets, timestamps, keys, values, headers.
     got = records_of(from_cache)
     assert got == records_of(from_pulsar)
     assert [r[0] for r in got] == offsets
-    assert got[0][2:] == (b"k0", b"n-0", (("h", b"\x00\xff"), ("n", None)))
+    assert got[0][2:] == (b"k0", b"v-0", (("h", b"\x00\xff"), ("n", None)))
 
 
 def test_pulsar_format_many_batches_in_flight_are_stored_once(pulsar_format_proxies):
