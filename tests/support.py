@@ -150,3 +150,26 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
             raise ConnectionError(f"closed after {len(data)} of {n} bytes")
         data += chunk
     return data
+
+
+def fetch_v4(port: int, topic: str, offset: int, *, max_wait_ms: int = 100, max_bytes: int = 4 << 20,
+             timeout: float = 10) -> tuple[int, int, bytes]:
+    """One raw Fetch v4 of partition 0 at `offset`: (error code, high watermark, records bytes as sent)."""
+    import datetime
+    import io
+
+    from kio.schema.fetch.v4.request import FetchPartition, FetchRequest, FetchTopic
+    from kio.schema.fetch.v4.response import FetchResponse
+    from kio.serial import entity_reader, entity_writer
+
+    request = FetchRequest(
+        replica_id=-1, max_wait=datetime.timedelta(milliseconds=max_wait_ms), min_bytes=1,
+        max_bytes=max_bytes, isolation_level=0,
+        topics=(FetchTopic(topic=topic, partitions=(
+            FetchPartition(partition=0, fetch_offset=offset, partition_max_bytes=max_bytes),)),))
+    buf = io.BytesIO()
+    entity_writer(FetchRequest)(buf, request)
+    frame = kafka_request(port, api_key=1, api_version=4, body=buf.getvalue(), timeout=timeout)
+    response, _ = entity_reader(FetchResponse)(frame, 4)
+    [part] = response.responses[0].partitions
+    return int(part.error_code), part.high_watermark, bytes(part.records or b"")

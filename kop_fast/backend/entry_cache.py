@@ -73,7 +73,7 @@ class EntryCache:
     def add(self, ledger: int, entry_id: int, entry) -> None:
         """Keep an entry Pulsar has just acknowledged at (ledger, entry_id)."""
         last = self._last
-        if last is None or ledger != last[0] or entry_id != last[1] + 1 or not len(self):
+        if last is None or ledger != last[0] or entry_id != last[1] + 1:
             self.reset()
         self._last = (ledger, entry_id)
         if entry.size > self._budget.max_bytes:

@@ -5,15 +5,13 @@ share one pulsar-lite; records written through `cached` are in its cache and are
 read by `uncached` from Pulsar.
 """
 
-import datetime
-import io
 import json
 import time
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from tests.support import KopServer, kafka_request
+from tests.support import KopServer, fetch_v4
 
 pytestmark = pytest.mark.interop
 
@@ -51,25 +49,6 @@ def produce(bootstrap: str, topic: str, n: int, tag: bytes, linger_ms: int = 5) 
     return offsets
 
 
-def fetch_raw(port: int, topic: str, offset: int) -> tuple[int, int, bytes]:
-    """Fetch v4, partition 0: (error code, high watermark, the records bytes as sent)."""
-    from kio.schema.fetch.v4.request import FetchPartition, FetchRequest, FetchTopic
-    from kio.schema.fetch.v4.response import FetchResponse
-    from kio.serial import entity_reader, entity_writer
-
-    request = FetchRequest(
-        replica_id=-1, max_wait=datetime.timedelta(milliseconds=100), min_bytes=1, max_bytes=1 << 20,
-        isolation_level=0,
-        topics=(FetchTopic(topic=topic, partitions=(
-            FetchPartition(partition=0, fetch_offset=offset, partition_max_bytes=1 << 20),)),))
-    buf = io.BytesIO()
-    entity_writer(FetchRequest)(buf, request)
-    frame = kafka_request(port, api_key=1, api_version=4, body=buf.getvalue())
-    response, _ = entity_reader(FetchResponse)(frame, 4)
-    [part] = response.responses[0].partitions
-    return int(part.error_code), part.high_watermark, bytes(part.records or b"")
-
-
 def last_offset(records: bytes) -> int:
     from kop_fast import codec
     return codec.decode_batches(bytearray(records))[-1].records[-1].offset
@@ -92,7 +71,7 @@ def read_log(port: int, topic: str, start: int, end: int) -> list[bytes]:
 
     batches, offset = [], start
     while offset < end:
-        error, hwm, records = fetch_raw(port, topic, offset)
+        error, hwm, records = fetch_v4(port, topic, offset, max_bytes=1 << 20)
         assert error == 0 and hwm == end and records
         view = bytearray(records)
         for position, length, *_ in codec.batch_infos(view):

@@ -19,7 +19,7 @@ from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, 
                              TopicPartition)
 from confluent_kafka.admin import AdminClient
 
-from tests.support import KopServer, kafka_request
+from tests.support import KopServer, fetch_v4, kafka_request
 
 pytestmark = pytest.mark.interop
 
@@ -176,30 +176,17 @@ def raw_produce(port: int, topic: str, batch: bytes, acks: int = -1) -> tuple[in
 def raw_fetch(port: int, topic: str, offset: int, *, max_wait_ms: int = 100, timeout: float = 10):
     """Fetch v4 of partition 0 at `offset`; (error code, high watermark, [(offset, key, value)])."""
     from aiokafka.record.memory_records import MemoryRecords
-    from kio.schema.fetch.v4.request import FetchPartition, FetchRequest, FetchTopic
-    from kio.schema.fetch.v4.response import FetchResponse
-    from kio.serial import entity_reader, entity_writer
 
-    request = FetchRequest(
-        replica_id=-1, max_wait=datetime.timedelta(milliseconds=max_wait_ms), min_bytes=1,
-        max_bytes=4 << 20, isolation_level=0,
-        topics=(FetchTopic(topic=topic, partitions=(
-            FetchPartition(partition=0, fetch_offset=offset, partition_max_bytes=4 << 20),)),))
-    buf = io.BytesIO()
-    entity_writer(FetchRequest)(buf, request)
-    frame = kafka_request(port, api_key=1, api_version=4, body=buf.getvalue(), timeout=timeout)
-    response, _ = entity_reader(FetchResponse)(frame, 4)
-    [topic_response] = response.responses
-    [part] = topic_response.partitions
+    error, high_watermark, raw = fetch_v4(port, topic, offset, max_wait_ms=max_wait_ms, timeout=timeout)
     records = []
-    if part.records:
-        batches = MemoryRecords(bytes(part.records))
+    if raw:
+        batches = MemoryRecords(raw)
         while True:
             batch = batches.next_batch()
             if batch is None:
                 break
             records.extend((r.offset, r.key, r.value) for r in batch)
-    return int(part.error_code), part.high_watermark, records
+    return error, high_watermark, records
 
 
 def build_batch(values: list[bytes], base_ts: int) -> bytearray:
