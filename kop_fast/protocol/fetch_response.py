@@ -10,19 +10,12 @@ from __future__ import annotations
 
 import struct
 
+from kop_fast.protocol.headers import uvarint_bytes
+
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _PARTITION_V4 = struct.Struct(">ihqq")  # partition, error, high watermark, last stable offset
 _Q = struct.Struct(">q")
-
-
-def _uvarint(n: int) -> bytes:
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 class FetchPartitionResult:
@@ -48,11 +41,11 @@ def encode_fetch_response(version: int, topics: list[tuple[str, list[FetchPartit
     head = bytearray(_I32.pack(throttle_ms))
     if version >= 7:
         head += _I16.pack(error_code) + _I32.pack(session_id)
-    head += _uvarint(len(topics) + 1) if flexible else _I32.pack(len(topics))
+    head += uvarint_bytes(len(topics) + 1) if flexible else _I32.pack(len(topics))
     for name, partitions in topics:
         raw = name.encode()
-        head += (_uvarint(len(raw) + 1) if flexible else _I16.pack(len(raw))) + raw
-        head += _uvarint(len(partitions) + 1) if flexible else _I32.pack(len(partitions))
+        head += (uvarint_bytes(len(raw) + 1) if flexible else _I16.pack(len(raw))) + raw
+        head += uvarint_bytes(len(partitions) + 1) if flexible else _I32.pack(len(partitions))
         for p in partitions:
             head += _PARTITION_V4.pack(p.partition, p.error_code, p.high_watermark, p.last_stable_offset)
             if version >= 5:
@@ -61,7 +54,7 @@ def encode_fetch_response(version: int, topics: list[tuple[str, list[FetchPartit
             head += b"\x01" if flexible else b"\x00\x00\x00\x00"
             if version >= 11:
                 head += _I32.pack(-1)  # preferred read replica: none
-            head += _uvarint(p.size + 1) if flexible else _I32.pack(p.size)
+            head += uvarint_bytes(p.size + 1) if flexible else _I32.pack(p.size)
             if p.parts:
                 out.append(bytes(head))
                 out.extend(p.parts)

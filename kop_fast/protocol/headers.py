@@ -44,6 +44,16 @@ def read_uvarint(buf, pos: int) -> tuple[int, int]:
             raise MalformedRequest("varint too long")
 
 
+def uvarint_bytes(n: int) -> bytes:
+    """An unsigned varint (compact lengths and counts of flexible versions)."""
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 def skip_tagged_fields(buf, pos: int) -> int:
     count, pos = read_uvarint(buf, pos)
     for _ in range(count):

@@ -25,7 +25,7 @@ from kop_fast.protocol.headers import (
     peek_api,
     response_header,
 )
-from kop_fast.protocol.schemas import decode_request, encode_entity, is_flexible, response_schema
+from kop_fast.protocol.schemas import encode_entity, is_flexible, response_schema
 
 log = logging.getLogger("kop_fast.connection")
 
@@ -184,7 +184,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             raise MalformedRequest(f"unsupported version {api_version} of API {api_key}")
         flexible = is_flexible(api_key, api_version)
         header, body_offset = parse_request_header(frame, flexible)
-        request = decode_request(api_key, api_version, frame, body_offset)
+        request = entry.decode(api_version, frame, body_offset)
         ctx = RequestContext(broker, self, header)
         slot = _Slot(len(frame))
         self._inflight_bytes += slot.request_size

@@ -8,14 +8,17 @@ version in the range, so we can never advertise a version we cannot parse.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable
 
 from kio.index import api_key_map
 
-from kop_fast.protocol.schemas import request_schema, response_schema
+from kop_fast.protocol.schemas import decode_request, request_schema, response_schema
 
 Handler = Callable[[Any, Any], Any]
 ErrorResponder = Callable[[Any, Any, Any], Any]
+# decode(api_version, frame, body_offset) -> request; raises MalformedRequest.
+Decoder = Callable[[int, Any, int], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,7 @@ class ApiEntry:
     min_version: int
     max_version: int
     handle: Handler
+    decode: Decoder
     # Builds the response that carries one error code for the whole request;
     # without it, an unexpected failure closes the connection.
     error_response: ErrorResponder | None = None
@@ -35,7 +39,8 @@ class HandlerRegistry:
         self._entries: dict[int, ApiEntry] = {}
 
     def register(self, api_key: int, min_version: int, max_version: int,
-                 handle: Handler, error_response: ErrorResponder | None = None) -> None:
+                 handle: Handler, error_response: ErrorResponder | None = None,
+                 decode: Decoder | None = None) -> None:
         if api_key in self._entries:
             raise ValueError(f"API {api_key} registered twice")
         if not 0 <= min_version <= max_version:
@@ -43,8 +48,10 @@ class HandlerRegistry:
         for version in range(min_version, max_version + 1):
             request_schema(api_key, version)  # raises if kio lacks it
             response_schema(api_key, version)
+        if decode is None:
+            decode = partial(decode_request, api_key)
         self._entries[api_key] = ApiEntry(
-            api_key, api_key_map[api_key], min_version, max_version, handle, error_response
+            api_key, api_key_map[api_key], min_version, max_version, handle, decode, error_response
         )
 
     def get(self, api_key: int) -> ApiEntry | None:
@@ -63,11 +70,15 @@ REGISTRY = HandlerRegistry()
 
 def api(api_key: int, min_version: int, max_version: int, *,
         error_response: ErrorResponder | None = None,
+        decode: Decoder | None = None,
         registry: HandlerRegistry = REGISTRY):
-    """Decorator registering a handler `handle(ctx, request) -> response | awaitable | None`."""
+    """Decorator registering a handler `handle(ctx, request) -> response | awaitable | None`.
+
+    `decode` replaces kio's schema-driven decoder for a hot path (Produce); kio must
+    still know every version, and the tests hold the two to the same answers."""
 
     def decorate(fn: Handler) -> Handler:
-        registry.register(api_key, min_version, max_version, fn, error_response)
+        registry.register(api_key, min_version, max_version, fn, error_response, decode)
         return fn
 
     return decorate

@@ -10,13 +10,18 @@ asynchronous.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import logging
 
 from kop_fast import codec
 from kop_fast.producer_state import SequenceCheck
-from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.errors import ErrorCode
+from kop_fast.protocol.produce_wire import (
+    MAX_VERSION,
+    MIN_VERSION,
+    decode_produce_request,
+    encode_produce_response,
+)
+from kop_fast.server.connection import EncodedResponse
 from kop_fast.server.registry import api
 from kop_fast.server.storage_errors import storage_error_code
 from kop_fast.server.topics import cached_topic, resolve_topic
@@ -24,7 +29,6 @@ from kop_fast.server.topics import cached_topic, resolve_topic
 log = logging.getLogger("kop_fast.produce")
 
 API_KEY = 0
-_ZERO = datetime.timedelta(0)
 _ATTR_TRANSACTIONAL = 0x10
 _ATTR_CONTROL = 0x20
 _SEQUENCE_ERRORS = {
@@ -65,9 +69,11 @@ def _store(broker, info, index: int, records) -> asyncio.Future | tuple[ErrorCod
 
     # Records one entry can hold: index values 0..max_index.
     capacity = codec.get_offset_layout().max_index + 1
+    # `records` is a view of the request frame; the one copy taken here is what pulsar-client
+    # is handed and what the entry cache keeps (it must not pin the whole frame).
     if broker.settings.entry_format == "kafka":
         if count <= capacity:
-            stored = partition_log.append_kafka_batch(records, count)
+            stored = partition_log.append_kafka_batch(bytes(records), count)
         else:
             # Never truncate: split so each stored entry fits the offset index space. A full
             # entry spans exactly `capacity` offsets, so when the parts land in consecutive
@@ -79,7 +85,7 @@ def _store(broker, info, index: int, records) -> asyncio.Future | tuple[ErrorCod
         decoded = codec.decode_batches(records)[0].records
         if len(decoded) <= capacity:
             # The batch as sent is also how Fetch may show this entry (the entry cache).
-            stored = partition_log.append_native(decoded, records)
+            stored = partition_log.append_native(decoded, bytes(records))
         else:
             stored = _all_stored([partition_log.append_native(decoded[i:i + capacity])
                                   for i in range(0, len(decoded), capacity)])
@@ -128,7 +134,7 @@ async def _resolve_then_store(broker, name: str, index: int, records):
     return await outcome if isinstance(outcome, asyncio.Future) else outcome
 
 
-@api(API_KEY, 3, 9)
+@api(API_KEY, MIN_VERSION, MAX_VERSION, decode=decode_produce_request)
 def handle_produce(ctx, request):
     broker = ctx.broker
     outcomes = []  # (topic, partition, outcome)
@@ -154,18 +160,12 @@ def _respond(ctx, outcomes) -> asyncio.Future:
     remaining = len(pending)
 
     def build() -> None:
-        schema = ctx.response_schema
-        topic_cls = sibling(schema, "TopicProduceResponse")
-        partition_cls = sibling(schema, "PartitionProduceResponse")
         by_topic: dict[str, list] = {}
         for name, index, outcome in outcomes:
             error, offset = outcome.result() if isinstance(outcome, asyncio.Future) else outcome
-            by_topic.setdefault(name, []).append(
-                make(partition_cls, index=index, error_code=error, base_offset=offset, log_append_time=None,
-                     log_start_offset=-1, record_errors=(), error_message=None))
-        topics = tuple(make(topic_cls, name=name, partition_responses=tuple(parts))
-                       for name, parts in by_topic.items())
-        response.set_result(make(schema, responses=topics, throttle_time=_ZERO))
+            by_topic.setdefault(name, []).append((index, error, offset))
+        body = encode_produce_response(ctx.api_version, list(by_topic.items()))
+        response.set_result(EncodedResponse([body]))
 
     def one_done(fut: asyncio.Future) -> None:
         nonlocal remaining
