@@ -12,6 +12,7 @@ import uvloop
 
 from kop_fast.config import Settings, advertised_address
 from kop_fast.embedded import EmbeddedPulsar, EmbeddedPulsarError
+from kop_fast.server.memory import tune_allocator
 
 log = logging.getLogger("kop_fast")
 
@@ -39,6 +40,9 @@ def run(settings: Settings) -> int:
             print(f"kop-fast: error: cannot start the embedded Pulsar: {exc}", file=sys.stderr)
             return 1
         log.info("embedded pulsar-lite at %s, data in %s", pulsar_url, settings.data_dir)
+    # After the fork of the embedded broker: pages touched before a fork stay write-protected
+    # in the parent, and the first write to each costs a fault all the same.
+    tune_allocator(reserve_bytes=settings.read_cache_mb << 20)
     try:
         return uvloop.run(serve(settings, pulsar_url))
     except KeyboardInterrupt:

@@ -31,6 +31,10 @@ log = logging.getLogger("kop_fast.connection")
 
 _INITIAL_BUFFER = 256 * 1024
 _MIN_FREE = 64 * 1024
+# A frame at least this large is received into a buffer of its own, straight from the
+# socket: no copy out of the shared receive buffer, and no moving a partial frame to its
+# front (Produce requests of ~1 MB paid both, every time).
+_OWN_BUFFER_FRAME = 64 * 1024
 # Beyond this many unanswered requests, or this many bytes of them, we stop reading:
 # backpressure instead of an unbounded queue of work. librdkafka pipelines without a
 # limit by default; counting requests alone let Produce requests pile up by the GB
@@ -82,6 +86,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._buf = bytearray(_INITIAL_BUFFER)
         self._start = 0  # first unconsumed byte
         self._end = 0  # end of received bytes
+        self._frame: bytearray | None = None  # a large frame being received in place
+        self._frame_filled = 0
         self._slots: deque[_Slot] = deque()
         self._inflight_bytes = 0  # sizes of requests whose response is not written yet
         self._tasks: set[asyncio.Future] = set()  # handler tasks and futures in flight
@@ -119,6 +125,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._update_reading()
 
     def get_buffer(self, sizehint: int):
+        if self._frame is not None:
+            return memoryview(self._frame)[self._frame_filled:]
         buf = self._buf
         free = len(buf) - self._end
         want = _MIN_FREE
@@ -138,8 +146,15 @@ class KafkaConnection(asyncio.BufferedProtocol):
         return memoryview(buf)[self._end:]
 
     def buffer_updated(self, nbytes: int) -> None:
-        self._end += nbytes
         try:
+            if self._frame is not None:
+                self._frame_filled += nbytes
+                if self._frame_filled < len(self._frame):
+                    return
+                frame, self._frame = self._frame, None
+                self._dispatch(frame)
+                return
+            self._end += nbytes
             self._process_frames()
         except MalformedRequest as exc:
             self._close_malformed(str(exc))
@@ -159,6 +174,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
             if size < 0 or size > max_size:
                 raise MalformedRequest(f"request size {size} outside 0..{max_size}")
             if self._end - start - 4 < size:
+                if size >= _OWN_BUFFER_FRAME:
+                    self._receive_in_place(size)
                 break
             # One copy (a bytearray slice would copy once more): the frame outlives the
             # receive buffer, which is reused for the next bytes.
@@ -169,7 +186,18 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self._start == self._end:
             self._start = self._end = 0
 
-    def _dispatch(self, frame: bytes) -> None:
+    def _receive_in_place(self, size: int) -> None:
+        """Continue the incomplete frame at `_start` in a buffer of its own (see get_buffer)."""
+        start = self._start + 4
+        have = self._end - start
+        frame = bytearray(size)
+        with memoryview(self._buf) as view:
+            frame[:have] = view[start:self._end]
+        self._frame, self._frame_filled = frame, have
+        # Nothing else is in the receive buffer: reads stop at the end of this frame.
+        self._start = self._end = 0
+
+    def _dispatch(self, frame) -> None:
         api_key, api_version, correlation_id = peek_api(frame)
         broker = self.broker
         entry = broker.registry.get(api_key)

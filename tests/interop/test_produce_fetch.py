@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import io
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -19,7 +21,7 @@ from confluent_kafka import (OFFSET_BEGINNING, TIMESTAMP_CREATE_TIME, Consumer, 
                              TopicPartition)
 from confluent_kafka.admin import AdminClient
 
-from tests.support import KopServer, fetch_v4, kafka_request
+from tests.support import KopServer, fetch_v4, kafka_request, recv_frame
 
 pytestmark = pytest.mark.interop
 
@@ -481,6 +483,58 @@ def test_produce_with_corrupt_crc_is_rejected_and_not_stored(server):
     error, hw, records = raw_fetch(server.port, topic, base_offset)
     assert error == 0 and hw == before[1]
     assert [(o, v) for o, _, v in records] == [(base_offset, b"good-1"), (base_offset + 1, b"good-2")]
+
+
+def _produce_v3_frame(topic: str, batch: bytes, correlation_id: int) -> bytes:
+    from kio.schema.produce.v3.request import PartitionProduceData, ProduceRequest, TopicProduceData
+    from kio.serial import entity_writer
+
+    request = ProduceRequest(
+        transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=10),
+        topic_data=(TopicProduceData(name=topic, partition_data=(PartitionProduceData(index=0, records=batch),)),))
+    buf = io.BytesIO()
+    entity_writer(ProduceRequest)(buf, request)
+    payload = struct.pack(">hhih", 0, 3, correlation_id, 4) + b"test" + buf.getvalue()
+    return struct.pack(">i", len(payload)) + payload
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 100_003, 7])
+def test_large_produce_frames_pipelined_and_dribbled(server, chunk):
+    """Frames of 64 KiB and more are received into a buffer of their own: however the bytes
+    arrive (whole, in odd pieces, a large frame's head after a small request's tail), every
+    request is answered in order and every batch is stored intact."""
+    from kio.schema.produce.v3.response import ProduceResponse
+    from kio.serial import entity_reader
+
+    topic = unique("in-place")
+    create_topic(server.bootstrap, topic)
+    values = [[bytes([65 + j]) * 1000 + b"%d" % i for i in range(150 + 50 * j)] for j in range(3)]
+    batches = [bytes(build_batch(v, BASE_TS)) for v in values]
+    api_versions = struct.pack(">ihhih", 14, 18, 0, 100, 4) + b"test"
+    stream = (api_versions + _produce_v3_frame(topic, batches[0], 1) + api_versions
+              + _produce_v3_frame(topic, batches[1], 2) + _produce_v3_frame(topic, batches[2], 3) + api_versions)
+    assert all(len(b) > 64 * 1024 for b in batches)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        for i in range(0, len(stream), chunk):
+            s.sendall(stream[i:i + chunk])
+            if chunk < 100:
+                time.sleep(0)  # let small pieces arrive as separate reads now and then
+            if chunk < 100 and i > 2000:
+                s.sendall(stream[i + chunk:])  # the rest at once, once the first frames are split
+                break
+        frames = [recv_frame(s) for _ in range(6)]
+    assert [struct.unpack_from(">i", f)[0] for f in frames] == [100, 1, 100, 2, 3, 100]
+    offsets = []
+    for frame in (frames[1], frames[3], frames[4]):
+        response, _ = entity_reader(ProduceResponse)(frame, 4)
+        part = response.responses[0].partition_responses[0]
+        assert int(part.error_code) == 0
+        offsets.append(part.base_offset)
+    for base, expected in zip(offsets, values):
+        error, _hw, records = raw_fetch(server.port, topic, base, timeout=20)
+        assert error == 0
+        got = [v for o, _k, v in records if o >= base][:len(expected)]
+        assert got == expected
 
 
 # -- 8. out of range, gaps ------------------------------------------------------------------------------
