@@ -120,6 +120,9 @@ def _kafka_common(bootstrap: str, errors: list) -> dict:
 STALL_S = 15.0  # a phase with no progress for this long has failed (e.g. a hung server)
 
 
+READER_STALL_S = 2.0  # pulsar-direct: a Reader silent this long while messages remain is replaced
+MAX_READER_RESTARTS = 3
+
 LATENCY_STALL_S = 8.0  # at 10,000 records/s, 8 s without a single delivery is a hang
 
 
@@ -427,6 +430,7 @@ def pulsar_consume(url: str, topic: str, partitions: int, counts: list, size: in
                    for i in range(partitions)]
         deadline = time.monotonic() + timeout
         t_first = None
+        restarts = 0
         for i, reader in enumerate(readers):
             raw = reader._reader
             seen = set()
@@ -437,6 +441,16 @@ def pulsar_consume(url: str, topic: str, partitions: int, counts: list, size: in
                 if now > deadline or now - last_progress > STALL_S:
                     raise SystemError_(f"pulsar consume: partition {i}: {len(seen)} of {want}; "
                                        f"no progress for {now - last_progress:.0f} s")
+                if now - last_progress > READER_STALL_S and restarts < MAX_READER_RESTARTS:
+                    # pulsar-lite 0.2 now and then stops delivering to a reader (kop_fast
+                    # replaces such readers too): read again from the start, `seen` drops
+                    # what was already counted. Reported as `reader_restarts`.
+                    restarts += 1
+                    reader.close()
+                    reader = readers[i] = client.create_reader(
+                        pulsar_partition(topic, i), pulsar.MessageId.earliest, receiver_queue_size=10_000)
+                    raw = reader._reader
+                    last_progress = time.monotonic()
                 try:
                     msg = raw.read_next(1000)
                 except Exception:  # noqa: BLE001 - timeout: go round and check the deadline
@@ -454,7 +468,7 @@ def pulsar_consume(url: str, topic: str, partitions: int, counts: list, size: in
             reader.close()
     finally:
         client.close()
-    return {**_consume_result(n, size, t0, t_first, t_end), "duplicates": dupes}
+    return {**_consume_result(n, size, t0, t_first, t_end), "duplicates": dupes, "reader_restarts": restarts}
 
 
 def pulsar_latency(url: str, topic: str, cfg: Config, timeout: float) -> dict:
