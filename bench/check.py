@@ -65,7 +65,10 @@ GATED = {
     "produce_throughput:kop-fast-kafka/pulsar-direct": "noisy",
     "consume_throughput:kop-fast-kafka/pulsar-direct": "noisy",
     "produce_throughput:kop-fast-pulsar/pulsar-direct": "noisy",
-    "consume_throughput:kop-fast-pulsar/pulsar-direct": "noisy",
+    # Not consume_throughput:kop-fast-pulsar/pulsar-direct: in the quick run its 1 KiB x 8
+    # consume loses 0.5 s whenever librdkafka's first Fetch names only an empty partition
+    # (it then waits fetch.wait.max.ms); that halved the ratio in one of two gate runs of
+    # the same code (bench/README.md, "State of the stored baseline"). Shown as info.
 }
 
 

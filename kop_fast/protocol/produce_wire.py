@@ -69,14 +69,17 @@ def _need(end: int, pos: int, size: int, what: str) -> None:
         raise MalformedRequest(f"Produce request: truncated {what}")
 
 
-def _string(view, end: int, pos: int, flexible: bool, nullable: bool, what: str) -> tuple[str | None, int]:
+def _length(view, end: int, pos: int, flexible: bool, fixed: struct.Struct, what: str) -> tuple[int, int]:
+    """A length or count: compact (unsigned varint of n + 1) when flexible, else `fixed` (signed)."""
     if flexible:
         size, pos = read_uvarint(view, pos)
-        size -= 1
-    else:
-        _need(end, pos, 2, what)
-        size = _I16.unpack_from(view, pos)[0]
-        pos += 2
+        return size - 1, pos
+    _need(end, pos, fixed.size, what)
+    return fixed.unpack_from(view, pos)[0], pos + fixed.size
+
+
+def _string(view, end: int, pos: int, flexible: bool, nullable: bool, what: str) -> tuple[str | None, int]:
+    size, pos = _length(view, end, pos, flexible, _I16, what)
     if size < 0:
         if size == -1 and nullable:
             return None, pos
@@ -89,13 +92,7 @@ def _string(view, end: int, pos: int, flexible: bool, nullable: bool, what: str)
 
 
 def _array_length(view, end: int, pos: int, flexible: bool, what: str) -> tuple[int, int]:
-    if flexible:
-        count, pos = read_uvarint(view, pos)
-        count -= 1
-    else:
-        _need(end, pos, 4, what)
-        count = _I32.unpack_from(view, pos)[0]
-        pos += 4
+    count, pos = _length(view, end, pos, flexible, _I32, what)
     # Every element takes at least one byte: a larger count is garbage, not a big request.
     if count < 0 or count > end - pos:
         raise MalformedRequest(f"Produce request: bad length of {what}")
@@ -128,13 +125,7 @@ def _decode(version: int, frame, offset: int) -> ProduceRequest:
             _need(end, pos, 4, "partition index")
             index = _I32.unpack_from(view, pos)[0]
             pos += 4
-            if flexible:
-                size, pos = read_uvarint(view, pos)
-                size -= 1
-            else:
-                _need(end, pos, 4, "records")
-                size = _I32.unpack_from(view, pos)[0]
-                pos += 4
+            size, pos = _length(view, end, pos, flexible, _I32, "records")
             if size < 0:
                 if size != -1:
                     raise MalformedRequest("Produce request: bad length of records")
