@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from kop_fast.protocol.headers import uvarint_bytes
+from kop_fast.protocol.headers import array_length_bytes, string_bytes
 
 _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
@@ -41,11 +41,10 @@ def encode_fetch_response(version: int, topics: list[tuple[str, list[FetchPartit
     head = bytearray(_I32.pack(throttle_ms))
     if version >= 7:
         head += _I16.pack(error_code) + _I32.pack(session_id)
-    head += uvarint_bytes(len(topics) + 1) if flexible else _I32.pack(len(topics))
+    head += array_length_bytes(len(topics), flexible)
     for name, partitions in topics:
-        raw = name.encode()
-        head += (uvarint_bytes(len(raw) + 1) if flexible else _I16.pack(len(raw))) + raw
-        head += uvarint_bytes(len(partitions) + 1) if flexible else _I32.pack(len(partitions))
+        head += string_bytes(name, flexible)
+        head += array_length_bytes(len(partitions), flexible)
         for p in partitions:
             head += _PARTITION_V4.pack(p.partition, p.error_code, p.high_watermark, p.last_stable_offset)
             if version >= 5:
@@ -54,7 +53,7 @@ def encode_fetch_response(version: int, topics: list[tuple[str, list[FetchPartit
             head += b"\x01" if flexible else b"\x00\x00\x00\x00"
             if version >= 11:
                 head += _I32.pack(-1)  # preferred read replica: none
-            head += uvarint_bytes(p.size + 1) if flexible else _I32.pack(p.size)
+            head += array_length_bytes(p.size, flexible)
             if p.parts:
                 out.append(bytes(head))
                 out.extend(p.parts)

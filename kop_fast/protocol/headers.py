@@ -54,6 +54,17 @@ def uvarint_bytes(n: int) -> bytes:
     return bytes(out)
 
 
+def string_bytes(value: str, flexible: bool) -> bytes:
+    """A (non-null) string: compact length in flexible versions, int16 length before."""
+    raw = value.encode()
+    return (uvarint_bytes(len(raw) + 1) if flexible else len(raw).to_bytes(2, "big")) + raw
+
+
+def array_length_bytes(count: int, flexible: bool) -> bytes:
+    """An array's (or bytes field's) length: compact (n + 1) in flexible versions, int32 before."""
+    return uvarint_bytes(count + 1) if flexible else count.to_bytes(4, "big", signed=True)
+
+
 def skip_tagged_fields(buf, pos: int) -> int:
     count, pos = read_uvarint(buf, pos)
     for _ in range(count):

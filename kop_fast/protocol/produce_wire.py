@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 
 from kop_fast.protocol.errors import MalformedRequest
-from kop_fast.protocol.headers import read_uvarint, skip_tagged_fields, uvarint_bytes
+from kop_fast.protocol.headers import array_length_bytes, read_uvarint, skip_tagged_fields, string_bytes
 
 MIN_VERSION = 3
 MAX_VERSION = 9
@@ -154,11 +154,10 @@ def encode_produce_response(version: int, topics: list[tuple[str, list[tuple[int
     `topics`: (name, [(partition index, error code, base offset), ...]). Log append time
     is -1 (we keep the producer's CreateTime) and log start offset -1 (unknown here)."""
     flexible = version >= FLEXIBLE_FROM
-    out = bytearray(uvarint_bytes(len(topics) + 1) if flexible else _I32.pack(len(topics)))
+    out = bytearray(array_length_bytes(len(topics), flexible))
     for name, partitions in topics:
-        raw = name.encode()
-        out += (uvarint_bytes(len(raw) + 1) if flexible else _I16.pack(len(raw))) + raw
-        out += uvarint_bytes(len(partitions) + 1) if flexible else _I32.pack(len(partitions))
+        out += string_bytes(name, flexible)
+        out += array_length_bytes(len(partitions), flexible)
         for index, error_code, base_offset in partitions:
             out += _PARTITION_HEAD.pack(index, error_code, base_offset, -1)
             if version >= 5:

@@ -33,8 +33,9 @@ _INITIAL_BUFFER = 256 * 1024
 _MIN_FREE = 64 * 1024
 # A frame at least this large is received into a buffer of its own, straight from the
 # socket: no copy out of the shared receive buffer, and no moving a partial frame to its
-# front (Produce requests of ~1 MB paid both, every time).
-_OWN_BUFFER_FRAME = 64 * 1024
+# front (Produce requests of ~1 MB paid both, every time). Any smaller frame fits in the
+# _MIN_FREE bytes get_buffer keeps free, so the receive buffer never has to grow for one.
+_OWN_BUFFER_FRAME = _MIN_FREE
 # Beyond this many unanswered requests, or this many bytes of them, we stop reading:
 # backpressure instead of an unbounded queue of work. librdkafka pipelines without a
 # limit by default; counting requests alone let Produce requests pile up by the GB
@@ -128,18 +129,13 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if self._frame is not None:
             return memoryview(self._frame)[self._frame_filled:]
         buf = self._buf
-        free = len(buf) - self._end
-        want = _MIN_FREE
-        pending = self._pending_frame_size()
-        if pending is not None:
-            want = max(want, min(4 + pending - (self._end - self._start), 4 * 1024 * 1024))
-        if free < want:
+        if len(buf) - self._end < _MIN_FREE:
             used = self._end - self._start
-            if self._start and len(buf) - used >= want:
+            if self._start and len(buf) - used >= _MIN_FREE:
                 buf[:used] = buf[self._start:self._end]
             else:
                 # Never resize in place: the previous memoryview may still be exported.
-                new = bytearray(max(len(buf) * 2, used + want))
+                new = bytearray(max(len(buf) * 2, used + _MIN_FREE))
                 new[:used] = buf[self._start:self._end]
                 self._buf = buf = new
             self._start, self._end = 0, used
@@ -160,11 +156,6 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self._close_malformed(str(exc))
 
     # -- framing and dispatch -------------------------------------------------------------------
-    def _pending_frame_size(self) -> int | None:
-        if self._end - self._start < 4:
-            return None
-        return int.from_bytes(self._buf[self._start:self._start + 4], "big", signed=True)
-
     def _process_frames(self) -> None:
         buf = self._buf
         max_size = self.max_frame_size

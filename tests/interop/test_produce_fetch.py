@@ -154,11 +154,10 @@ def make_records(n: int, *, seed: int = 0, both_null: bool = True, null_headers:
 
 # -- raw requests (kio) -----------------------------------------------------------------------------
 
-def raw_produce(port: int, topic: str, batch: bytes, acks: int = -1) -> tuple[int, int]:
-    """Produce v3 of one batch to partition 0; (error code, base offset)."""
+def produce_v3_body(topic: str, batch: bytes, acks: int = -1) -> bytes:
+    """The body of a Produce v3 request of one batch to partition 0 (encoded by kio)."""
     from kio.schema.produce.v3.request import PartitionProduceData, ProduceRequest, TopicProduceData
-    from kio.schema.produce.v3.response import ProduceResponse
-    from kio.serial import entity_reader, entity_writer
+    from kio.serial import entity_writer
 
     request = ProduceRequest(
         transactional_id=None, acks=acks, timeout=datetime.timedelta(seconds=10),
@@ -166,7 +165,15 @@ def raw_produce(port: int, topic: str, batch: bytes, acks: int = -1) -> tuple[in
             PartitionProduceData(index=0, records=batch),)),))
     buf = io.BytesIO()
     entity_writer(ProduceRequest)(buf, request)
-    frame = kafka_request(port, api_key=0, api_version=3, body=buf.getvalue(), flexible=False)
+    return buf.getvalue()
+
+
+def raw_produce(port: int, topic: str, batch: bytes, acks: int = -1) -> tuple[int, int]:
+    """Produce v3 of one batch to partition 0; (error code, base offset)."""
+    from kio.schema.produce.v3.response import ProduceResponse
+    from kio.serial import entity_reader
+
+    frame = kafka_request(port, api_key=0, api_version=3, body=produce_v3_body(topic, batch, acks), flexible=False)
     response, _ = entity_reader(ProduceResponse)(frame, 4)
     [topic_response] = response.responses
     assert topic_response.name == topic
@@ -486,15 +493,7 @@ def test_produce_with_corrupt_crc_is_rejected_and_not_stored(server):
 
 
 def _produce_v3_frame(topic: str, batch: bytes, correlation_id: int) -> bytes:
-    from kio.schema.produce.v3.request import PartitionProduceData, ProduceRequest, TopicProduceData
-    from kio.serial import entity_writer
-
-    request = ProduceRequest(
-        transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=10),
-        topic_data=(TopicProduceData(name=topic, partition_data=(PartitionProduceData(index=0, records=batch),)),))
-    buf = io.BytesIO()
-    entity_writer(ProduceRequest)(buf, request)
-    payload = struct.pack(">hhih", 0, 3, correlation_id, 4) + b"test" + buf.getvalue()
+    payload = struct.pack(">hhih", 0, 3, correlation_id, 4) + b"test" + produce_v3_body(topic, batch)
     return struct.pack(">i", len(payload)) + payload
 
 
