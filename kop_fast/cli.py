@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "or per record (pulsar)")
     serve.add_argument("--read-cache-mb", metavar="MB",
                        help="memory for entries this process stored, so fetches right behind the producer "
-                            "skip the Pulsar read (kafka entry format; 0 disables; default 128)")
+                            "skip the Pulsar read (kafka entry format; 0 disables; default 512)")
     serve.add_argument("--default-num-partitions", metavar="N",
                        help="partitions of auto-created topics (default 1)")
     serve.add_argument("--node-id", metavar="N", help="Kafka broker id of this process (default 0)")

@@ -25,7 +25,7 @@ def test_precedence_flags_over_env_over_toml(tmp_path):
 
 
 def test_read_cache_size_from_env_and_zero_disables():
-    assert Settings().read_cache_mb == 128
+    assert Settings().read_cache_mb == 512
     assert build_settings({}, environ={"KOP_FAST_READ_CACHE_MB": "0"}).read_cache_mb == 0
     assert build_settings({"read_cache_mb": "512"}, environ={}).read_cache_mb == 512
 
