@@ -172,7 +172,7 @@ def kafka_produce(bootstrap: str, topic: str, n: int, size: int, linger_ms: int,
     payload = os.urandom(size)
     produce, poll = producer.produce, producer.poll
     deadline = time.monotonic() + timeout
-    t0 = time.perf_counter()
+    t0, busy0 = time.perf_counter(), time.thread_time()
     for i in range(n):
         while True:
             try:
@@ -186,9 +186,11 @@ def kafka_produce(bootstrap: str, topic: str, n: int, size: int, linger_ms: int,
             poll(0)
     flush_with_stall(producer, deadline, "produce", errors)
     elapsed = time.perf_counter() - t0
+    busy = time.thread_time() - busy0
     if failed[0]:
         raise SystemError_(f"produce: {failed[0]} records failed: {errors[:3]}")
-    return {"records": n, "seconds": elapsed, "rps": n / elapsed, "mbps": n * size / elapsed / 1e6}
+    return {"records": n, "seconds": elapsed, "rps": n / elapsed, "mbps": n * size / elapsed / 1e6,
+            "client_thread_busy": busy / elapsed}
 
 
 # Consumer settings that differ from librdkafka's defaults, the same for every system.
@@ -215,7 +217,7 @@ def kafka_consume(bootstrap: str, topic: str, partitions: int, n: int, size: int
         # assignment made before librdkafka knows the leader waits for its 500 ms offset
         # query timer, which would be most of a 500k-record consume.
         consumer.list_topics(topic, timeout=10)
-        t0 = time.perf_counter()
+        t0, busy0 = time.perf_counter(), time.thread_time()
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
         # librdkafka drops records below its fetch position, so within one assignment a
         # record cannot arrive twice: counting deliveries is enough (and keeps the client cheap).
@@ -244,11 +246,12 @@ def kafka_consume(bootstrap: str, topic: str, partitions: int, n: int, size: int
                         errors.append(str(msg.error()))
             last_progress = time.monotonic()
         t_end = time.perf_counter()
+        busy = time.thread_time() - busy0
     finally:
         consumer.close()
     if got != n:
         raise SystemError_(f"consume: {got} records, produced {n}")
-    return _consume_result(n, size, t0, t_first, t_end)
+    return {**_consume_result(n, size, t0, t_first, t_end), "client_thread_busy": busy / (t_end - t0)}
 
 
 def _consume_result(n: int, size: int, t0: float, t_first: float, t_end: float) -> dict:
@@ -744,6 +747,10 @@ def aggregate(runs: list, cfg: Config) -> dict:
                     if metric == "rps":
                         w[f"{phase}_rps_spread"] = _spread(vals)
                         w[f"{phase}_rps_rounds"] = vals
+                        # How busy the client's own loop was in the round that is reported.
+                        busy = [r["workloads"].get(wl, {}).get(phase, {}).get("client_thread_busy") for r in mine]
+                        best = max(((v, b) for v, b in zip(vals, busy) if v is not None), default=(None, None))
+                        w[f"{phase}_client_busy"] = best[1]
             s["workloads"][wl] = w
         for kind in ("produce", "e2e"):
             for q in ("p50", "p99", "p99.9"):
@@ -842,6 +849,19 @@ def markdown(result: dict) -> str:
                 cells.append(cell)
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+    busy_rows = []
+    for name in names:
+        cells = []
+        for wl in wls:
+            w = systems[name]["workloads"][wl]
+            p, c = w.get("produce_client_busy"), w.get("consume_client_busy")
+            cells.append(f"{_fmt(p and p * 100, '.0f')}% / {_fmt(c and c * 100, '.0f')}%")
+        busy_rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["## Client saturation (produce / consume)", "",
+              "CPU time of the benchmark's own thread (the Python loop calling produce() or consume()) "
+              "as a share of the phase's wall time, in the reported round. Near 100% the client, not "
+              "the server, sets the rate: a faster server cannot show.", "",
+              "| system | " + " | ".join(wls) + " |", "|---|" + "---:|" * len(wls)] + busy_rows + [""]
     lines += ["## Latency (ms) and server resources", "",
               "| system | produce p50 | produce p99 | produce p99.9 | e2e p50 | e2e p99 | e2e p99.9 "
               "| server CPU s/M rec produce | consume | peak RSS MB |",
