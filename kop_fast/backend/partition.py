@@ -392,6 +392,9 @@ class PartitionLog:
             cache_budget is not None and cache_budget.max_bytes > 0) else None
         self.high_watermark: int | None = None
         self.log_start: int | None = None
+        # True once Pulsar has shown the topic's first entry: the log start is then settled
+        # (until then it is unknown, or only "empty topic", which another writer can end).
+        self._first_entry_seen = False
         self._producer = None
         self._producer_task: asyncio.Future | None = None
         self._load_task: asyncio.Task | None = None
@@ -433,9 +436,28 @@ class PartitionLog:
             # Only read the last entry (for its record count) when what we have seen ends
             # before it; when this process wrote or read it, the end is already known.
             self.observe_end(await self._end_of_entries_from(message_id(ledger, entry)))
-        if not self.log_start:  # unknown, or known only as "empty topic"
-            first = await self._first_offset()
-            self.log_start = first if first is not None else self.high_watermark
+        if not self._first_entry_seen:
+            self._settle_log_start(await self._first_offset())
+
+    def _settle_log_start(self, first: int | None) -> None:
+        if first is not None:
+            self.log_start, self._first_entry_seen = first, True
+        else:
+            self.log_start = self.high_watermark
+
+    async def earliest_offset(self) -> int:
+        """The log start, for ListOffsets EARLIEST. Once the first entry has been seen it is
+        answered from memory: appends by other processes never move it (Pulsar retention
+        could, and a fetch below the new start still finds the next entry). Before that,
+        Pulsar is asked again every time, since another writer may have ended "empty"."""
+        if self._first_entry_seen:
+            return self.log_start
+        first = await self._first_offset()
+        if first is not None:
+            self._settle_log_start(first)
+            return first
+        log_start, _ = await self.bounds(refresh=True)
+        return log_start
 
     async def _last_message_position(self) -> tuple[int, int] | None:
         """Ledger and entry of the topic's last entry (a short-lived probe subscription asks Pulsar)."""

@@ -73,3 +73,31 @@ def test_written_through_one_read_through_the_other(two_proxies):
     third = produce(b.bootstrap, "shared-t", [b"c%d" % i for i in range(10)])
     got, _ = consume(a.bootstrap, "shared-t", first[0][0], 80)
     assert got == first + second + third
+
+
+def watermarks(bootstrap, topic):
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "multi-wm"})
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=20, cached=False)
+    finally:
+        consumer.close()
+
+
+def test_earliest_seen_empty_by_one_proxy_follows_the_other_ones_first_write(two_proxies):
+    a, b = two_proxies
+    # B creates the topic (a Metadata request naming it) and sees it empty: earliest == latest.
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(topic="shared-empty", timeout=20)
+    assert md.topics["shared-empty"].error is None
+    low, high = watermarks(b.bootstrap, "shared-empty")
+    assert low == high
+    # A writes the first records; B's "empty" must not stick as the log start.
+    first = produce(a.bootstrap, "shared-empty", [b"e%d" % i for i in range(5)])
+    assert watermarks(b.bootstrap, "shared-empty") == (first[0][0], first[-1][0] + 1)
+    # Settled now: more records through either proxy leave it where it is.
+    produce(b.bootstrap, "shared-empty", [b"f"])
+    assert watermarks(b.bootstrap, "shared-empty")[0] == first[0][0]
+    assert watermarks(a.bootstrap, "shared-empty")[0] == first[0][0]

@@ -34,12 +34,14 @@ async def _lookup(broker, name: str, index: int, timestamp: int) -> tuple[ErrorC
         return ErrorCode.unknown_topic_or_partition, -1, -1
     log_ = broker.backend.partition(info, index)
     try:
-        # Not a hot path: read the bounds from Pulsar, other processes may have appended.
-        log_start, hwm = await log_.bounds(refresh=timestamp in (LATEST, EARLIEST))
+        if timestamp == EARLIEST:
+            # Every consumer that starts from the beginning waits for this answer (and its
+            # first Fetch waits behind it on the connection): settled, it costs no Pulsar call.
+            return ErrorCode.none, -1, await log_.earliest_offset()
+        # Other processes may have appended: the end is read from Pulsar again.
+        log_start, hwm = await log_.bounds(refresh=timestamp == LATEST)
         if timestamp == LATEST:
             return ErrorCode.none, -1, hwm
-        if timestamp == EARLIEST:
-            return ErrorCode.none, -1, log_start
         if timestamp == MAX_TIMESTAMP:
             # The last record stands in for the one with the largest timestamp
             # (they are the same when producers' clocks move forward).
