@@ -111,3 +111,10 @@ def test_main_exit_codes(tmp_path, capsys):
     assert "FAIL" in text and "produce_throughput:kop-fast-kafka/tansu" in text
     assert check.main(common + ["--update-baseline"]) == 2  # never store an injected slowdown
     assert check.main(common + ["--tolerance", "0.6"]) == 0
+
+
+def test_codec_ratios_are_the_median_of_the_runs():
+    runs = [{"codec_build:kop_fast/aiokafka": 2.9, "codec_decode:kop_fast/aiokafka": 2.0},
+            {"codec_build:kop_fast/aiokafka": 2.2, "codec_decode:kop_fast/aiokafka": None},
+            {"codec_build:kop_fast/aiokafka": 2.3}]
+    assert check.median_ratios(runs) == {"codec_build:kop_fast/aiokafka": 2.3, "codec_decode:kop_fast/aiokafka": 2.0}
