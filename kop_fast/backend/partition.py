@@ -422,6 +422,7 @@ class PartitionLog:
         # True once Pulsar has shown the topic's first entry: the log start is then settled
         # (until then it is unknown, or only "empty topic", which another writer can end).
         self._first_entry_seen = False
+        self._log_start_task: asyncio.Future | None = None
         self._producer = None
         self._producer_task: asyncio.Future | None = None
         self._load_task: asyncio.Task | None = None
@@ -471,6 +472,23 @@ class PartitionLog:
             self.log_start, self._first_entry_seen = first, True
         else:
             self.log_start = self.high_watermark
+
+    def _settle_log_start_soon(self) -> None:
+        """After an append, find the first entry in the background (once): a consumer that
+        starts from the beginning of what was just written, the usual next step, then gets
+        its ListOffsets EARLIEST answered from memory instead of a ~10 ms Pulsar read."""
+        if self._first_entry_seen or self._log_start_task is not None:
+            return
+        self._log_start_task = asyncio.ensure_future(self._find_log_start())
+
+    async def _find_log_start(self) -> None:
+        try:
+            first = await self._first_offset()
+        except Exception as exc:  # noqa: BLE001 - only a head start: EARLIEST asks again
+            log.debug("finding the first entry of %s failed: %r", self.topic, exc)
+            first = None
+        if first is not None and not self._first_entry_seen:
+            self._settle_log_start(first)
 
     async def earliest_offset(self) -> int:
         """The log start, for ListOffsets EARLIEST. Once the first entry has been seen it is
@@ -753,6 +771,7 @@ class PartitionLog:
         ledger, entry = mid.ledger_id(), mid.entry_id()
         base = codec.pack_offset(ledger, entry, 0)
         self.observe_end(base + record_count)
+        self._settle_log_start_soon()
         if self.cache is not None:
             # Also when the producer's future is gone (acks=0, a closed connection): the
             # entry is stored, and the run of cached entries must not skip it.
@@ -780,6 +799,7 @@ class PartitionLog:
             ledger, entry, index = mid.ledger_id(), mid.entry_id(), max(mid.batch_index(), 0)
             base = codec.pack_offset(ledger, entry, index)
             self.observe_end(base + count)
+            self._settle_log_start_soon()
             last = state["last"] or mid
             if (self.cache is not None and batch is not None and index == 0
                     and (last.ledger_id(), last.entry_id()) == (ledger, entry)):
@@ -887,6 +907,8 @@ class PartitionLog:
             await reader.close()
 
     async def close(self) -> None:
+        if self._log_start_task is not None and not self._log_start_task.done():
+            self._log_start_task.cancel()
         await asyncio.gather(*(reader.close() for reader in self._readers), return_exceptions=True)
         self._readers.clear()
         producer, self._producer = self._producer, None
