@@ -713,6 +713,95 @@ def run_system(name: str, round_no: int, cfg: Config, workdir: Path, progress: P
     return out
 
 
+# Each system's client side runs in a process of its own. Measured: after one pulsar-direct
+# run inside the benchmark process, librdkafka in that same process produced 0.8-1.0 M
+# records/s to Tansu where a fresh process reached 1.3-1.4 M (malloc_trim did not help),
+# so every system that followed pulsar-direct was measured with a slowed client, and the
+# rounds after the first were worth nothing to the best-of.
+ROUND_CHILD_GRACE_S = 120.0
+
+
+class _ChildProgress:
+    """Progress of a --run-system child: lines on stdout for the parent's Progress."""
+
+    def __call__(self, text: str, step: bool = False) -> None:
+        print(json.dumps({"progress": text, "step": step}), flush=True)
+
+
+def run_system_isolated(name: str, round_no: int, cfg: Config, workdir: Path, progress,
+                        logs_dir: Path | None = None) -> dict:
+    """run_system() in a fresh Python process; its result, or a failed run saying why."""
+    args = {"name": name, "round": round_no, "config": asdict(cfg), "workdir": str(workdir),
+            "logs_dir": str(logs_dir) if logs_dir is not None else None}
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    # Bounded: every phase has its own timeout; this only catches a child that hangs past them.
+    limit = (2 * len(cfg.workloads) + 1) * cfg.phase_timeout_s + ROUND_CHILD_GRACE_S
+    failed = {"system": name, "round": round_no, "workloads": {}, "errors": []}
+    proc = subprocess.Popen([sys.executable, "-m", "bench.e2e", "--run-system", json.dumps(args)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
+    result = None
+    deadline = time.monotonic() + limit
+    fd, pending = proc.stdout.fileno(), b""
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(proc.args, limit)
+            if not select.select([fd], [], [], min(left, 5.0))[0]:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            *lines, pending = (pending + chunk).split(b"\n")
+            for line in lines:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue  # a stray print from a library
+                if "progress" in msg:
+                    progress(msg["progress"], step=msg.get("step", False))
+                elif "result" in msg:
+                    result = msg["result"]
+        proc.wait(max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        failed["errors"].append(f"client process for {name} did not finish within {limit:.0f} s")
+    finally:
+        if proc.poll() is None:
+            # SIGTERM first: the child turns it into SystemExit and stops its servers.
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        proc.stdout.close()
+    if result is None:
+        if not failed["errors"]:
+            failed["errors"].append(f"client process for {name} exited with code {proc.returncode} "
+                                    "and no result")
+        progress(f"{name} round {round_no}: FAILED: {failed['errors'][0]}", step=True)
+        return failed
+    return result
+
+
+def run_system_main(args: dict) -> int:
+    """--run-system: one system, one round, in this process; the result as a JSON line."""
+    import signal
+
+    def stop(_signo, _frame):
+        raise SystemExit(143)
+
+    signal.signal(signal.SIGTERM, stop)
+    cfg = Config(**args["config"])
+    cfg.workloads = [tuple(w) for w in cfg.workloads]
+    logs_dir = Path(args["logs_dir"]) if args.get("logs_dir") else None
+    result = run_system(args["name"], args["round"], cfg, Path(args["workdir"]), _ChildProgress(), logs_dir)
+    print(json.dumps({"result": result}), flush=True)
+    return 0
+
+
 # -- aggregation, ratios, report --------------------------------------------------------------------
 
 def _best(values, higher_is_better: bool = True):
@@ -955,7 +1044,7 @@ def run(cfg: Config, out_dir: Path | None = None, write: bool = True, echo: bool
             # no system always runs first or last on a warming machine.
             order = cfg.systems if round_no % 2 else list(reversed(cfg.systems))
             for name in order:
-                runs.append(run_system(name, round_no, cfg, workdir, progress, out_dir / "logs"))
+                runs.append(run_system_isolated(name, round_no, cfg, workdir, progress, out_dir / "logs"))
     finally:
         progress.finish()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -1012,6 +1101,7 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
                         help="consume with librdkafka's default fetch.queue.backoff.ms (see CONSUMER_TUNING)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="directory for the results (default bench/results)")
     parser.add_argument("--latency-consumer", help=argparse.SUPPRESS)
+    parser.add_argument("--run-system", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     cfg = Config.quick_config() if args.quick else Config()
     if args.records:
@@ -1036,6 +1126,8 @@ def main(argv=None) -> int:
     cfg, args = parse_args(argv)
     if args.latency_consumer:
         return latency_consumer_main(json.loads(args.latency_consumer))
+    if args.run_system:
+        return run_system_main(json.loads(args.run_system))
     result = run(cfg, args.out)
     return 1 if any(s["errors"] for s in result["systems"].values()) else 0
 

@@ -118,3 +118,15 @@ def test_codec_ratios_are_the_median_of_the_runs():
             {"codec_build:kop_fast/aiokafka": 2.2, "codec_decode:kop_fast/aiokafka": None},
             {"codec_build:kop_fast/aiokafka": 2.3}]
     assert check.median_ratios(runs) == {"codec_build:kop_fast/aiokafka": 2.3, "codec_decode:kop_fast/aiokafka": 2.0}
+
+
+def test_a_system_whose_client_process_fails_is_a_failed_run(tmp_path):
+    from bench import e2e
+
+    lines = []
+    run = e2e.run_system_isolated("no-such-system", 1, e2e.Config.quick_config(), tmp_path,
+                                  lambda text, step=False: lines.append((text, step)))
+    assert run["system"] == "no-such-system" and run["round"] == 1
+    assert run["workloads"] == {}
+    assert "exited with code" in run["errors"][0]
+    assert lines and lines[-1][1] is True  # the round still counts as a step of the progress line
