@@ -894,6 +894,35 @@ def compute_ratios(systems: dict, cfg: Config) -> dict:
     return ratios
 
 
+# The pairs whose per-round ratios are reported: each ratio is taken within one round,
+# where the two systems ran minutes apart, so a slow spell of the machine that spans a
+# round cancels out; the best-of figures above compare each system's luckiest round.
+PAIRS = (("kop-fast-kafka", "tansu"), ("kop-fast-pulsar", "pulsar-direct"))
+
+
+def paired_ratios(systems: dict, cfg: Config) -> dict:
+    """{"ours/ref": {workload: {phase: {"rounds": [ratio per round], "median": m}}}}."""
+    out: dict = {}
+    for ours, ref in PAIRS:
+        if ours not in systems or ref not in systems:
+            continue
+        pair: dict = {}
+        for w in cfg.workloads:
+            wl = workload_name(*w)
+            for phase in ("produce", "consume"):
+                a = systems[ours]["workloads"][wl][f"{phase}_rps_rounds"]
+                b = systems[ref]["workloads"][wl][f"{phase}_rps_rounds"]
+                per = [x / y if x and y else None for x, y in zip(a, b)]
+                valid = sorted(v for v in per if v is not None)
+                median = None
+                if valid:
+                    mid = len(valid) // 2
+                    median = valid[mid] if len(valid) % 2 else (valid[mid - 1] + valid[mid]) / 2
+                pair.setdefault(wl, {})[phase] = {"rounds": per, "median": median}
+        out[f"{ours}/{ref}"] = pair
+    return out
+
+
 def _fmt(v, spec=",.0f", none="—"):
     return none if v is None else format(v, spec)
 
@@ -976,6 +1005,23 @@ def markdown(result: dict) -> str:
     if acc is not None:
         lines += [f"Acceptance: p99 produce latency at {cfg['latency_rate']:,} records/s for kop-fast "
                   f"(kafka format) = {acc:.2f} ms: {'PASS' if acc <= 5 else 'FAIL'} (<= 5 ms)", ""]
+    paired = result.get("paired_ratios") or {}
+    if paired:
+        lines += ["## Paired ratios, round by round", "",
+                  "Throughput of kop-fast over its reference within each round (the two ran minutes "
+                  "apart), median over the rounds, and the rounds in order. A slow spell of the "
+                  "machine cancels out here; the best-of figures above compare each system's "
+                  "luckiest round.", "",
+                  "| pair | phase | " + " | ".join(wls) + " |", "|---|---|" + "---:|" * len(wls)]
+        for pair, by_wl in paired.items():
+            for phase in ("produce", "consume"):
+                cells = []
+                for wl in wls:
+                    r = (by_wl.get(wl) or {}).get(phase) or {}
+                    rounds = " ".join(_fmt(v, ".2f") for v in r.get("rounds") or [])
+                    cells.append(f"**{_fmt(r.get('median'), '.2f')}** ({rounds})")
+                lines.append(f"| {pair} | {phase} | " + " | ".join(cells) + " |")
+        lines.append("")
     lines += ["## Ratios (higher is better for kop-fast)", "", "| ratio | value |", "|---|---:|"]
     for key, value in result["ratios"].items():
         lines.append(f"| {key} | {_fmt(value, '.3f')} |")
@@ -1058,6 +1104,7 @@ def run(cfg: Config, out_dir: Path | None = None, write: bool = True, echo: bool
         "config": asdict(cfg),
         "systems": systems,
         "ratios": compute_ratios(systems, cfg),
+        "paired_ratios": paired_ratios(systems, cfg),
         "runs": runs,
     }
     text = markdown(result)

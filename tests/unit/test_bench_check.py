@@ -130,3 +130,19 @@ def test_a_system_whose_client_process_fails_is_a_failed_run(tmp_path):
     assert run["workloads"] == {}
     assert "exited with code" in run["errors"][0]
     assert lines and lines[-1][1] is True  # the round still counts as a step of the progress line
+
+
+def test_paired_ratios_are_taken_within_each_round():
+    from bench import e2e
+
+    cfg = e2e.Config(workloads=[(100, 1)], systems=["kop-fast-kafka", "tansu"])
+
+    def system(produce, consume):
+        return {"workloads": {"100B x1p": {"produce_rps_rounds": produce, "consume_rps_rounds": consume}}}
+
+    systems = {"kop-fast-kafka": system([1.0, 3.0, 2.0], [4.0, None, 4.0]),
+               "tansu": system([2.0, 2.0, 1.0], [2.0, 1.0, 8.0])}
+    pair = e2e.paired_ratios(systems, cfg)["kop-fast-kafka/tansu"]["100B x1p"]
+    assert pair["produce"] == {"rounds": [0.5, 1.5, 2.0], "median": 1.5}
+    # A failed round is left out of the median, not counted as zero.
+    assert pair["consume"] == {"rounds": [2.0, None, 0.5], "median": 1.25}
