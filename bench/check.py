@@ -290,6 +290,14 @@ def main(argv=None) -> int:
         print("bench.check: nothing was measured", file=sys.stderr)
         return 2
 
+    def skipped(name: str) -> bool:
+        return (args.skip_codec and name.startswith("codec_")) or (args.skip_e2e and not name.startswith("codec_"))
+
+    # What this run skipped on purpose is neither compared nor dropped from the baseline.
+    kept = {k: v for k, v in (baseline or {}).get("ratios", {}).items() if skipped(k)}
+    if baseline is not None:
+        baseline = {**baseline, "ratios": {k: v for k, v in baseline.get("ratios", {}).items() if not skipped(k)}}
+
     if args.update_baseline:
         mode = "quick"
         if e2e_result is not None and not e2e_result.get("config", {}).get("quick", True):
@@ -303,7 +311,7 @@ def main(argv=None) -> int:
             "machine": (e2e_result or {}).get("machine") or f"{os.cpu_count()} CPUs",
             "e2e_mode": mode,
             "how": "python -m bench.check --update-baseline",
-            "ratios": dict(sorted(now.items())),
+            "ratios": dict(sorted({**kept, **now}.items())),
             "e2e_failures": failures,
             "notes": notes,
         }

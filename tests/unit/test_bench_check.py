@@ -146,3 +146,15 @@ def test_paired_ratios_are_taken_within_each_round():
     assert pair["produce"] == {"rounds": [0.5, 1.5, 2.0], "median": 1.5}
     # A failed round is left out of the median, not counted as zero.
     assert pair["consume"] == {"rounds": [2.0, None, 0.5], "median": 1.25}
+
+
+def test_skipped_codec_ratios_are_neither_compared_nor_dropped(tmp_path, capsys):
+    baseline, result = tmp_path / "baseline.json", tmp_path / "e2e.json"
+    baseline.write_text(json.dumps({"ratios": {"codec_build:kop_fast/aiokafka": 2.3,
+                                               "produce_throughput:kop-fast-kafka/tansu": 1.0}}))
+    result.write_text(json.dumps(_e2e_result(1.0)))
+    common = ["--skip-codec", "--baseline", str(baseline), "--e2e-json", str(result), "--out", str(tmp_path / "o")]
+    assert check.main(common) == 0
+    assert "codec_build" not in capsys.readouterr().out
+    assert check.main(common + ["--update-baseline"]) == 0
+    assert json.loads(baseline.read_text())["ratios"]["codec_build:kop_fast/aiokafka"] == 2.3
