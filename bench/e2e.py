@@ -34,12 +34,14 @@ import os
 import platform
 import select
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -543,6 +545,14 @@ def pulsar_latency(url: str, topic: str, cfg: Config, timeout: float) -> dict:
 
 # -- the end-to-end latency consumer (a separate process, so it never waits for our GIL) -----------
 
+def _child_env() -> dict:
+    """The environment of a `python -m bench.e2e` child: this checkout importable from anywhere."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return env
+
+
 class LatencyConsumer:
     def __init__(self, protocol: str, address: str, topic: str, partitions: int, n: int, timeout: float):
         self.args = {"protocol": protocol, "address": address, "topic": topic, "partitions": partitions,
@@ -551,12 +561,9 @@ class LatencyConsumer:
         self.timeout = timeout
 
     def start(self) -> None:
-        env = dict(os.environ)
-        root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.e2e", "--latency-consumer",
                                       json.dumps(self.args)], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
@@ -641,7 +648,7 @@ def latency_consumer_main(args: dict) -> int:
 
 # -- one system, one round --------------------------------------------------------------------------
 
-def run_system(name: str, round_no: int, cfg: Config, workdir: Path, progress: Progress,
+def run_system(name: str, round_no: int, cfg: Config, workdir: Path, progress: Callable[..., None],
                logs_dir: Path | None = None) -> dict:
     system = make_system(name, workdir / f"r{round_no}")
     out: dict = {"system": name, "round": round_no, "workloads": {}, "errors": []}
@@ -721,11 +728,9 @@ def run_system(name: str, round_no: int, cfg: Config, workdir: Path, progress: P
 ROUND_CHILD_GRACE_S = 120.0
 
 
-class _ChildProgress:
+def _child_progress(text: str, step: bool = False) -> None:
     """Progress of a --run-system child: lines on stdout for the parent's Progress."""
-
-    def __call__(self, text: str, step: bool = False) -> None:
-        print(json.dumps({"progress": text, "step": step}), flush=True)
+    print(json.dumps({"progress": text, "step": step}), flush=True)
 
 
 def run_system_isolated(name: str, round_no: int, cfg: Config, workdir: Path, progress,
@@ -733,14 +738,11 @@ def run_system_isolated(name: str, round_no: int, cfg: Config, workdir: Path, pr
     """run_system() in a fresh Python process; its result, or a failed run saying why."""
     args = {"name": name, "round": round_no, "config": asdict(cfg), "workdir": str(workdir),
             "logs_dir": str(logs_dir) if logs_dir is not None else None}
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
     # Bounded: every phase has its own timeout; this only catches a child that hangs past them.
     limit = (2 * len(cfg.workloads) + 1) * cfg.phase_timeout_s + ROUND_CHILD_GRACE_S
     failed = {"system": name, "round": round_no, "workloads": {}, "errors": []}
     proc = subprocess.Popen([sys.executable, "-m", "bench.e2e", "--run-system", json.dumps(args)],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=_child_env())
     result = None
     deadline = time.monotonic() + limit
     fd, pending = proc.stdout.fileno(), b""
@@ -797,7 +799,7 @@ def run_system_main(args: dict) -> int:
     cfg = Config(**args["config"])
     cfg.workloads = [tuple(w) for w in cfg.workloads]
     logs_dir = Path(args["logs_dir"]) if args.get("logs_dir") else None
-    result = run_system(args["name"], args["round"], cfg, Path(args["workdir"]), _ChildProgress(), logs_dir)
+    result = run_system(args["name"], args["round"], cfg, Path(args["workdir"]), _child_progress, logs_dir)
     print(json.dumps({"result": result}), flush=True)
     return 0
 
@@ -897,7 +899,7 @@ def compute_ratios(systems: dict, cfg: Config) -> dict:
 # The pairs whose per-round ratios are reported: each ratio is taken within one round,
 # where the two systems ran minutes apart, so a slow spell of the machine that spans a
 # round cancels out; the best-of figures above compare each system's luckiest round.
-PAIRS = (("kop-fast-kafka", "tansu"), ("kop-fast-pulsar", "pulsar-direct"))
+PAIRS = (("kop-fast-kafka", "tansu"), PULSAR_PATH)
 
 
 def paired_ratios(systems: dict, cfg: Config) -> dict:
@@ -913,12 +915,9 @@ def paired_ratios(systems: dict, cfg: Config) -> dict:
                 a = systems[ours]["workloads"][wl][f"{phase}_rps_rounds"]
                 b = systems[ref]["workloads"][wl][f"{phase}_rps_rounds"]
                 per = [x / y if x and y else None for x, y in zip(a, b)]
-                valid = sorted(v for v in per if v is not None)
-                median = None
-                if valid:
-                    mid = len(valid) // 2
-                    median = valid[mid] if len(valid) % 2 else (valid[mid - 1] + valid[mid]) / 2
-                pair.setdefault(wl, {})[phase] = {"rounds": per, "median": median}
+                valid = [v for v in per if v is not None]
+                pair.setdefault(wl, {})[phase] = {"rounds": per,
+                                                  "median": statistics.median(valid) if valid else None}
         out[f"{ours}/{ref}"] = pair
     return out
 
