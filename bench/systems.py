@@ -22,6 +22,7 @@ the regression gate (bench/check.py) catches a slowdown.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -29,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 INJECT_DELAY_ENV = "KOP_FAST_BENCH_INJECT_DELAY_MS"
@@ -43,6 +45,26 @@ SYSTEM_NS = "public/kafka"           # kop-fast's default --system-namespace
 
 class SystemError_(RuntimeError):
     """A system under test could not be started or used."""
+
+
+def repo_env() -> dict:
+    """This process's environment with this checkout importable from anywhere (for `python -m bench...`
+    and `python -m kop_fast` children)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def pulsar_client(url: str, operation_timeout_seconds: int = 30, level: int = logging.ERROR):
+    """A pulsar-client Client whose log lines below `level` are dropped (they would interleave with
+    the progress line)."""
+    import pulsar
+    logger = logging.getLogger("bench.pulsar-client")
+    logger.setLevel(level)
+    logger.propagate = False
+    if not logger.handlers:
+        logger.addHandler(logging.StreamHandler(sys.stderr))
+    return pulsar.Client(url, operation_timeout_seconds=operation_timeout_seconds, logger=logger)
 
 
 # -- /proc helpers ------------------------------------------------------------------------------
@@ -194,6 +216,27 @@ class System:
         return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                                 env=env, **kw)
 
+    def _start_on_free_port(self, command: Callable[[int], list[str]], env: dict | None = None,
+                            what: str | None = None) -> None:
+        """Start the server with `command(port)` on a port the kernel picked. The port can be taken
+        between probe and bind, so a server that exits while starting and for which
+        `_lost_port_race()` holds is started again on another port, three times at most."""
+        for _attempt in range(3):
+            self.port = free_port()
+            self.proc = self._popen(command(self.port), env=env)
+            try:
+                self._wait_port()
+                return
+            except SystemError_:
+                if self.proc.poll() is None or not self._lost_port_race():
+                    raise
+                self.stop()
+        raise SystemError_(f"{what or self.name} could not bind a port:\n{self.log_tail()}")
+
+    def _lost_port_race(self) -> bool:
+        """Whether a server that exited while starting may have lost its port to another process."""
+        return True
+
     def _wait_port(self, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -268,29 +311,17 @@ class KopFast(System):
 
     def start(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)
-        env = dict(os.environ)
+        env = repo_env()
         env.pop(INJECT_DELAY_ENV, None)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         module = "kop_fast"
         if self.inject_delay_ms:
             module = "bench.slow_kop_fast"
             env[INJECT_DELAY_ENV] = str(self.inject_delay_ms)
-        for _attempt in range(3):  # a free port can be taken between probe and bind
-            self.port = free_port()
-            # At --log-level warning kop-fast prints no "ready" line, so we wait for the port.
-            self.proc = self._popen(
-                [sys.executable, "-m", module, "serve", "--listen", f"127.0.0.1:{self.port}",
-                 "--data-dir", str(self.data_dir), "--entry-format", self.entry_format,
-                 "--log-level", "warning"], env=env)
-            try:
-                self._wait_port()
-                break
-            except SystemError_:
-                if self.proc.poll() is None or "cannot listen" not in self.log_tail():
-                    raise
-                self.stop()
-        else:
-            raise SystemError_(f"{self.name} could not bind a port:\n{self.log_tail()}")
+        # At --log-level warning kop-fast prints no "ready" line, so we wait for the port.
+        self._start_on_free_port(
+            lambda port: [sys.executable, "-m", module, "serve", "--listen", f"127.0.0.1:{port}",
+                          "--data-dir", str(self.data_dir), "--entry-format", self.entry_format,
+                          "--log-level", "warning"], env=env)
         pid_file = self.data_dir / "pulsar-lite.pid"
         try:
             self.pulsar_pid = int(pid_file.read_text().strip())
@@ -298,6 +329,9 @@ class KopFast(System):
             self.embedded_pulsar_url = "pulsar://" + cmdline[cmdline.index(b"--addr") + 1].decode()
         except (OSError, ValueError, IndexError) as exc:
             raise SystemError_(f"{self.name}: cannot find its pulsar-lite ({pid_file}): {exc}") from None
+
+    def _lost_port_race(self) -> bool:
+        return "cannot listen" in self.log_tail()
 
     def role(self, pid: int) -> str:
         return "pulsar-lite" if pid == self.pulsar_pid else "kop-fast"
@@ -329,10 +363,8 @@ class KopFast(System):
             reason = str(exc)
         # Fallback while kop-fast has no CreateTopics: append the layout to its topic
         # registry (the system topic every kop-fast follows) through pulsar-client, as
-        # kop_fast.backend.topic_registry does, then wait until Metadata shows it.
-        import pulsar
-        client = pulsar.Client(self.embedded_pulsar_url, operation_timeout_seconds=10,
-                               logger=_quiet_pulsar_logger())
+        # kop_fast.storage.pulsar.topic_registry does, then wait until Metadata shows it.
+        client = pulsar_client(self.embedded_pulsar_url, operation_timeout_seconds=10)
         try:
             producer = client.create_producer(f"persistent://{SYSTEM_NS}/__kop_fast_topics")
             full = f"persistent://{KAFKA_TENANT_NS}/{topic}"
@@ -365,23 +397,17 @@ class Tansu(System):
 
     def start(self) -> None:
         binary = self.binary()
-        for _attempt in range(3):
-            self.port = free_port()
-            url = f"tcp://127.0.0.1:{self.port}"
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LISTENER_URL",
-                                                                         "ADVERTISED_LISTENER_URL",
-                                                                         "STORAGE_ENGINE"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LISTENER_URL",
+                                                                     "ADVERTISED_LISTENER_URL",
+                                                                     "STORAGE_ENGINE"))}
+
+        def command(port: int) -> list[str]:
+            url = f"tcp://127.0.0.1:{port}"
             # Only the Kafka listener is opened (no --otlp-endpoint-url, no Prometheus endpoint).
-            self.proc = self._popen([binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-                                     "--storage-engine", "memory://tansu/", "--silent"], env=env)
-            try:
-                self._wait_port()
-                return
-            except SystemError_:
-                if self.proc.poll() is None:
-                    raise
-                self.stop()
-        raise SystemError_(f"tansu could not bind a port:\n{self.log_tail()}")
+            return [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+                    "--storage-engine", "memory://tansu/", "--silent"]
+
+        self._start_on_free_port(command, env=env)
 
 
 class PulsarDirect(System):
@@ -392,26 +418,20 @@ class PulsarDirect(System):
     def start(self) -> None:
         from pulsar_lite.binary_finder import find_pulsar_lite_binary
         binary = find_pulsar_lite_binary()
-        data = self.workdir / f"{self.name}-data"
-        shutil.rmtree(data, ignore_errors=True)
-        data.mkdir(parents=True)
+        data = self._data = self.workdir / f"{self.name}-data"
         config = data / "pulsar-lite.toml"
-        # Same settings as kop-fast's embedded broker; metrics off (it would bind 0.0.0.0:8080).
-        config.write_text('log_level = "warn"\ndefault_partitions = 0\nmax_message_size_bytes = 10485760\n'
-                          "\n[metrics]\nenabled = false\n")
-        self._data = data
-        for _attempt in range(3):
-            self.port = free_port()
-            self.proc = self._popen([binary, "--addr", f"127.0.0.1:{self.port}", "--db-path", str(data / "pulsar"),
-                                     "--config", str(config), "--log-level", "warn"])
-            try:
-                self._wait_port()
-                return
-            except SystemError_:
-                if self.proc.poll() is None:
-                    raise
-                self.stop()
-        raise SystemError_(f"pulsar-lite could not bind a port:\n{self.log_tail()}")
+
+        def command(port: int) -> list[str]:
+            # A fresh data directory for every attempt (stop() removes the one of a failed attempt).
+            shutil.rmtree(data, ignore_errors=True)
+            data.mkdir(parents=True)
+            # Same settings as kop-fast's embedded broker; metrics off (it would bind 0.0.0.0:8080).
+            config.write_text('log_level = "warn"\ndefault_partitions = 0\nmax_message_size_bytes = 10485760\n'
+                              "\n[metrics]\nenabled = false\n")
+            return [binary, "--addr", f"127.0.0.1:{port}", "--db-path", str(data / "pulsar"),
+                    "--config", str(config), "--log-level", "warn"]
+
+        self._start_on_free_port(command, what="pulsar-lite")
 
     def stop(self) -> None:
         super().stop()
@@ -420,16 +440,6 @@ class PulsarDirect(System):
 
     def create_topic(self, topic: str, partitions: int) -> None:
         """Partitions are plain topics `<topic>-partition-<i>` (as kop-fast lays them out)."""
-
-
-def _quiet_pulsar_logger():
-    import logging
-    logger = logging.getLogger("bench.pulsar-client")
-    logger.setLevel(logging.ERROR)
-    logger.propagate = False
-    if not logger.handlers:
-        logger.addHandler(logging.StreamHandler(sys.stderr))
-    return logger
 
 
 ALL_SYSTEMS = ("kop-fast-kafka", "kop-fast-pulsar", "tansu", "pulsar-direct")
@@ -454,4 +464,5 @@ def describe(name: str) -> str:
             "pulsar-direct": "pulsar-client direct to pulsar-lite"}[name]
 
 
-__all__ = ["ALL_SYSTEMS", "INJECT_DELAY_ENV", "System", "SystemError_", "make_system", "describe"]
+__all__ = ["ALL_SYSTEMS", "INJECT_DELAY_ENV", "System", "SystemError_", "make_system", "describe", "pulsar_client",
+           "repo_env"]

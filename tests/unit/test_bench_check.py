@@ -121,11 +121,12 @@ def test_codec_ratios_are_the_median_of_the_runs():
 
 
 def test_a_system_whose_client_process_fails_is_a_failed_run(tmp_path):
-    from bench import e2e
+    from bench.config import Config
+    from bench.orchestrate import run_system_isolated
 
     lines = []
-    run = e2e.run_system_isolated("no-such-system", 1, e2e.Config.quick_config(), tmp_path,
-                                  lambda text, step=False: lines.append((text, step)))
+    run = run_system_isolated("no-such-system", 1, Config.quick_config(), tmp_path,
+                              lambda text, step=False: lines.append((text, step)))
     assert run["system"] == "no-such-system" and run["round"] == 1
     assert run["workloads"] == {}
     assert "exited with code" in run["errors"][0]
@@ -133,16 +134,17 @@ def test_a_system_whose_client_process_fails_is_a_failed_run(tmp_path):
 
 
 def test_paired_ratios_are_taken_within_each_round():
-    from bench import e2e
+    from bench.config import Config
+    from bench.stats import paired_ratios
 
-    cfg = e2e.Config(workloads=[(100, 1)], systems=["kop-fast-kafka", "tansu"])
+    cfg = Config(workloads=[(100, 1)], systems=["kop-fast-kafka", "tansu"])
 
     def system(produce, consume):
         return {"workloads": {"100B x1p": {"produce_rps_rounds": produce, "consume_rps_rounds": consume}}}
 
     systems = {"kop-fast-kafka": system([1.0, 3.0, 2.0], [4.0, None, 4.0]),
                "tansu": system([2.0, 2.0, 1.0], [2.0, 1.0, 8.0])}
-    pair = e2e.paired_ratios(systems, cfg)["kop-fast-kafka/tansu"]["100B x1p"]
+    pair = paired_ratios(systems, cfg)["kop-fast-kafka/tansu"]["100B x1p"]
     assert pair["produce"] == {"rounds": [0.5, 1.5, 2.0], "median": 1.5}
     # A failed round is left out of the median, not counted as zero.
     assert pair["consume"] == {"rounds": [2.0, None, 0.5], "median": 1.25}
