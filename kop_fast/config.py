@@ -54,28 +54,24 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return listener.host, listener.port
 
 
-def _positive_int(name: str) -> Callable[[Any], int]:
+def _int_at_least(name: str, minimum: int, requirement: str) -> Callable[[Any], int]:
     def parse(value: Any) -> int:
         try:
             n = int(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{name} must be an integer, got {value!r}") from None
-        if n < 1 or isinstance(value, bool):
-            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if n < minimum or isinstance(value, bool):
+            raise ConfigError(f"{name} must be {requirement}, got {value!r}")
         return n
     return parse
+
+
+def _positive_int(name: str) -> Callable[[Any], int]:
+    return _int_at_least(name, 1, "a positive integer")
 
 
 def _non_negative_int(name: str) -> Callable[[Any], int]:
-    def parse(value: Any) -> int:
-        try:
-            n = int(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be an integer, got {value!r}") from None
-        if n < 0 or isinstance(value, bool):
-            raise ConfigError(f"{name} must be >= 0, got {value!r}")
-        return n
-    return parse
+    return _int_at_least(name, 0, ">= 0")
 
 
 def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any], str]:

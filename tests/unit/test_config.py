@@ -57,3 +57,46 @@ def test_advertised_address():
     assert advertised_address(s, 4242) == ("127.0.0.1", 4242)
     s = build_settings({"advertised_listener": "kafka.example:19092"}, environ={})
     assert advertised_address(s, 4242) == ("kafka.example", 19092)
+
+
+@pytest.mark.parametrize("flags,message", [
+    ({"default_num_partitions": "0"}, "default-num-partitions must be a positive integer, got '0'"),
+    ({"max_request_size": True}, "max-request-size must be a positive integer, got True"),
+    ({"offsets_topic_num_partitions": "two"}, "offsets-topic-num-partitions must be an integer, got 'two'"),
+    ({"node_id": "-1"}, "node-id must be >= 0, got '-1'"),
+    ({"group_min_session_timeout_ms": False}, "group-min-session-timeout-ms must be >= 0, got False"),
+    ({"read_cache_mb": None}, "read-cache-mb must be an integer, got None"),
+])
+def test_integer_option_messages(flags, message):
+    from kop_fast.config import PARSERS
+
+    (name, value), = flags.items()
+    with pytest.raises(ConfigError) as info:
+        PARSERS[name](value)
+    assert str(info.value) == message
+
+
+def test_integer_option_bounds():
+    s = build_settings({"node_id": "0", "group_initial_rebalance_delay_ms": 0, "default_num_partitions": "1"},
+                       environ={})
+    assert (s.node_id, s.group_initial_rebalance_delay_ms, s.default_num_partitions) == (0, 0, 1)
+
+
+def test_cli_options_become_settings(capsys):
+    from kop_fast.cli import build_parser, main
+
+    args = build_parser().parse_args(["serve", "--listen", "127.0.0.1:1", "--listen", "127.0.0.1:2",
+                                      "--node-id", "3", "--entry-format", "pulsar", "--read-cache-mb", "0"])
+    flags = {k: v for k, v in vars(args).items() if k != "command"}
+    assert flags["listen"] == ["127.0.0.1:1", "127.0.0.1:2"] and flags["log_level"] is None
+    s = build_settings(flags, environ={})
+    assert [l.port for l in s.listen] == [1, 2]
+    assert (s.node_id, s.entry_format, s.read_cache_mb) == (3, "pulsar", 0)
+    # every Settings field but `config`'s own is an option, and --config names the file
+    assert set(flags) == {f for f in Settings.__dataclass_fields__}
+    assert main(["serve", "--node-id", "-1"]) == 2
+    assert capsys.readouterr().err == "kop-fast: error: node-id must be >= 0, got '-1'\n"
+    with pytest.raises(SystemExit) as info:
+        main(["serve", "--no-such-option"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == "kop-fast: error: unrecognized arguments: --no-such-option\n"

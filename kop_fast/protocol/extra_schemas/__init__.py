@@ -1,10 +1,10 @@
-"""Schemas of old API versions that kio does not ship, written in kio's dataclass form.
+"""Schemas of old API versions that kio does not ship, in kio's dataclass form (see _kio_classes).
 
-kio's generated schemas start where Kafka 4's message definitions start; some
-clients still send older versions (librdkafka uses ListOffsets v0 with old
-`broker.version.fallback` settings; old clients commit with OffsetCommit v0/v1).
-kio's reader and writer work on these classes as on its own. Where an old
-version has the same wire layout as a newer one, the newer kio class serves.
+kio's schemas start at the oldest versions Kafka 4 supports; some clients still
+send older ones (librdkafka uses ListOffsets v0 with old `broker.version.fallback`
+settings; old clients commit with OffsetCommit v0/v1). kio's reader and writer
+work on these classes as on its own. Where an old version has the same wire
+layout as a newer one, the newer kio class serves.
 """
 
 from kio.schema.offset_commit.v2.response import OffsetCommitResponse as _OffsetCommitResponseV2

@@ -1,81 +1,37 @@
-"""ListOffsets v0 (from Kafka's ListOffsetsRequest/Response.json, version 0)."""
-
-from dataclasses import dataclass, field
-from typing import ClassVar
+"""ListOffsets v0: a replica id, then per partition a timestamp and how many offsets
+to return; the answer is a list of offsets per partition ("old style" offsets)."""
 
 from kio.schema.errors import ErrorCode
 from kio.schema.request_header.v1.header import RequestHeader
 from kio.schema.response_header.v0.header import ResponseHeader
-from kio.schema.types import TopicName
-from kio.static.constants import EntityType
-from kio.static.primitive import i16, i32, i64
+from kio.static.primitive import i32, i64
 
-_KEY = i16(2)
-_VERSION = i16(0)
+from kop_fast.protocol.extra_schemas._kio_classes import ApiVersion
 
+_request = ApiVersion(__name__, api_key=2, version=0, header=RequestHeader)
+_response = ApiVersion(__name__, api_key=2, version=0, header=ResponseHeader)
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListOffsetsPartition:
-    __type__: ClassVar = EntityType.nested
-    __version__: ClassVar[i16] = _VERSION
-    __flexible__: ClassVar[bool] = False
-    __api_key__: ClassVar[i16] = _KEY
-    __header_schema__: ClassVar[type[RequestHeader]] = RequestHeader
-    partition_index: i32 = field(metadata={"kafka_type": "int32"})
-    timestamp: i64 = field(metadata={"kafka_type": "int64"})
-    max_num_offsets: i32 = field(metadata={"kafka_type": "int32"}, default=i32(1))
+ListOffsetsPartition = _request.nested(
+    "ListOffsetsPartition",
+    ("partition_index", i32, "int32"),
+    ("timestamp", i64, "int64"),
+    ("max_num_offsets", i32, "int32", i32(1)),
+)
+ListOffsetsTopic = _request.topic("ListOffsetsTopic", ListOffsetsPartition)
+ListOffsetsRequest = _request.request(
+    "ListOffsetsRequest",
+    ("replica_id", i32, "int32"),
+    ("topics", tuple[ListOffsetsTopic, ...]),
+)
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListOffsetsTopic:
-    __type__: ClassVar = EntityType.nested
-    __version__: ClassVar[i16] = _VERSION
-    __flexible__: ClassVar[bool] = False
-    __api_key__: ClassVar[i16] = _KEY
-    __header_schema__: ClassVar[type[RequestHeader]] = RequestHeader
-    name: TopicName = field(metadata={"kafka_type": "string"})
-    partitions: tuple[ListOffsetsPartition, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListOffsetsRequest:
-    __type__: ClassVar = EntityType.request
-    __version__: ClassVar[i16] = _VERSION
-    __flexible__: ClassVar[bool] = False
-    __api_key__: ClassVar[i16] = _KEY
-    __header_schema__: ClassVar[type[RequestHeader]] = RequestHeader
-    replica_id: i32 = field(metadata={"kafka_type": "int32"})
-    topics: tuple[ListOffsetsTopic, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListOffsetsPartitionResponse:
-    __type__: ClassVar = EntityType.nested
-    __version__: ClassVar[i16] = _VERSION
-    __flexible__: ClassVar[bool] = False
-    __api_key__: ClassVar[i16] = _KEY
-    __header_schema__: ClassVar[type[ResponseHeader]] = ResponseHeader
-    partition_index: i32 = field(metadata={"kafka_type": "int32"})
-    error_code: ErrorCode = field(metadata={"kafka_type": "error_code"})
-    old_style_offsets: tuple[i64, ...] = field(metadata={"kafka_type": "int64"}, default=())
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListOffsetsTopicResponse:
-    __type__: ClassVar = EntityType.nested
-    __version__: ClassVar[i16] = _VERSION
-    __flexible__: ClassVar[bool] = False
-    __api_key__: ClassVar[i16] = _KEY
-    __header_schema__: ClassVar[type[ResponseHeader]] = ResponseHeader
-    name: TopicName = field(metadata={"kafka_type": "string"})
-    partitions: tuple[ListOffsetsPartitionResponse, ...]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ListOffsetsResponse:
-    __type__: ClassVar = EntityType.response
-    __version__: ClassVar[i16] = _VERSION
-    __flexible__: ClassVar[bool] = False
-    __api_key__: ClassVar[i16] = _KEY
-    __header_schema__: ClassVar[type[ResponseHeader]] = ResponseHeader
-    topics: tuple[ListOffsetsTopicResponse, ...]
+ListOffsetsPartitionResponse = _response.nested(
+    "ListOffsetsPartitionResponse",
+    ("partition_index", i32, "int32"),
+    ("error_code", ErrorCode, "error_code"),
+    ("old_style_offsets", tuple[i64, ...], "int64", ()),
+)
+ListOffsetsTopicResponse = _response.topic("ListOffsetsTopicResponse", ListOffsetsPartitionResponse)
+ListOffsetsResponse = _response.response(
+    "ListOffsetsResponse",
+    ("topics", tuple[ListOffsetsTopicResponse, ...]),
+)
