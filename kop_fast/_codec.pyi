@@ -1,7 +1,7 @@
 """Type stub of kop_fast._codec (the pure twin, kop_fast._codec_py, has the
 same API)."""
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import Final, SupportsIndex, overload
 
 from typing_extensions import Buffer
@@ -17,8 +17,6 @@ COMPRESSION_LZ4: Final = 3
 COMPRESSION_ZSTD: Final = 4
 COMPRESSION_NAMES: Final[tuple[str, str, str, str, str]]
 MAX_DECOMPRESSED: Final[int]
-HEADER_PROPERTY_PREFIX: Final[str]
-HEADER_ORDER_PROPERTY: Final[str]
 CRC32C_HARDWARE: Final[bool]
 DEFAULT_OFFSET_LAYOUT: Final[OffsetLayout]
 
@@ -142,5 +140,3 @@ def encode_batch(
     control: bool = False,
 ) -> bytes: ...
 def split_batch(batch_bytes: Buffer, max_records: int) -> list[Buffer]: ...
-def headers_to_properties(headers: Iterable[tuple[str, Buffer | None]]) -> dict[str, str]: ...
-def properties_to_headers(props: Mapping[str, str]) -> tuple[Header, ...]: ...

@@ -1,6 +1,7 @@
 # cython: language_level=3
 """Compiled Kafka record codec: v2 record batches, legacy message sets,
-CRC32C, varints, offset packing and header <-> property conversion.
+CRC32C, varints and offset packing.  (The Kafka header <-> Pulsar property
+mapping is plain Python in kop_fast.pulsar_payload.)
 
 The pure-Python twin, kop_fast._codec_py, is the readable reference: this
 module follows it step for step and must give byte-identical output and the
@@ -31,10 +32,6 @@ from libc.stdint cimport INT32_MAX, INT64_MAX, INT64_MIN, int32_t, int64_t, uint
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcmp, memcpy
 
-import base64
-import binascii
-import json
-import operator
 import os
 import zlib
 
@@ -111,9 +108,6 @@ COMPRESSION_NAMES = ("none", "gzip", "snappy", "lz4", "zstd")
 
 MAX_DECOMPRESSED = 64 << 20
 
-HEADER_PROPERTY_PREFIX = "__kafka.hdr."
-HEADER_ORDER_PROPERTY = "__kafka.hdr.order"
-
 cdef enum:
     V2_HEADER_SIZE = 61
     V2_CRC_START = 21
@@ -147,7 +141,6 @@ cdef object _zstd_compress = cramjam.zstd.compress
 cdef object _Lz4Compressor = cramjam.lz4.Compressor
 
 cdef tuple _EMPTY = ()
-cdef object _by_position = operator.itemgetter(0)
 
 
 cdef int _fail(str msg) except -1:
@@ -1691,187 +1684,3 @@ def split_batch(batch_bytes, max_records):
             control=batch.is_control,
         ))
     return out
-
-
-# ---------------------------------------------------------------------------
-# Kafka headers <-> Pulsar properties (see _codec_py for the description)
-
-cdef bint _is_text(str key):
-    try:
-        PyUnicode_AsUTF8AndSize(key, NULL)
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def headers_to_properties(headers):
-    """Kafka record headers as Pulsar message properties, losslessly.
-
-    A header whose key is unique, valid text and not reserved, and whose value
-    is valid UTF-8, becomes the property ``key -> value`` unchanged.  Every
-    other header (null or binary value, repeated key, key with undecodable
-    bytes or the reserved ``__kafka.hdr.`` prefix) becomes
-    ``__kafka.hdr.<position>.<kv>.<key>`` with ``kv`` two letters: key form
-    ``t`` (text) or ``b`` (base64 of the key bytes), value form ``t`` (text),
-    ``b`` (base64) or ``n`` (null, property value "").  When two or more plain
-    headers are not in sorted key order, ``__kafka.hdr.order`` holds the JSON
-    list of their keys in header order.  See docs/CODEC.md.
-    """
-    cdef dict props = {}
-    cdef list plain_keys = [], escaped = []
-    cdef Py_ssize_t index = 0, i
-    cdef object text
-    cdef str key_form, key_text, value_form, prop_value
-    if not headers:
-        return props
-    for header in headers:
-        try:
-            key, value = header
-        except (TypeError, ValueError):
-            raise TypeError("each header must be a (str, bytes | None) pair") from None
-        if not isinstance(key, str):
-            raise TypeError(f"header key must be str, not {type(key).__name__}")
-        text = None
-        if value is not None:
-            if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise TypeError(f"header value must be bytes or None, not {type(value).__name__}")
-            try:
-                text = str(value, "utf-8")
-            except UnicodeDecodeError:
-                text = None
-        if (text is not None and key not in props
-                and not key.startswith(HEADER_PROPERTY_PREFIX) and _is_text(key)):
-            props[key] = text
-            plain_keys.append(key)
-        else:
-            escaped.append((index, key, value, text))
-        index += 1
-    for index, key, value, text in escaped:
-        if _is_text(key):
-            key_form = "t"
-            key_text = key
-        else:
-            try:
-                raw_key = key.encode("utf-8", "surrogateescape")
-            except UnicodeEncodeError:
-                raise ValueError(f"header key {key!r} cannot be encoded as UTF-8") from None
-            key_form = "b"
-            key_text = base64.b64encode(raw_key).decode("ascii")
-        if value is None:
-            value_form = "n"
-            prop_value = ""
-        elif text is not None:
-            value_form = "t"
-            prop_value = text
-        else:
-            value_form = "b"
-            prop_value = base64.b64encode(value).decode("ascii")
-        props[f"{HEADER_PROPERTY_PREFIX}{index}.{key_form}{value_form}.{key_text}"] = prop_value
-    for i in range(1, len(plain_keys)):
-        if plain_keys[i - 1] > plain_keys[i]:
-            props[HEADER_ORDER_PROPERTY] = json.dumps(
-                plain_keys, ensure_ascii=False, separators=(",", ":")
-            )
-            break
-    return props
-
-
-cdef object _parse_escaped(str name, str value):
-    """(position, key, value) of an escaped header property, None if ``name``
-    is not one (then it is treated as an ordinary property)."""
-    cdef str rest = name[len(HEADER_PROPERTY_PREFIX):]
-    cdef Py_ssize_t dot = rest.find(".")
-    cdef str digits, key_form, value_form, key_text
-    if dot <= 0:
-        return None
-    digits = rest[:dot]
-    if not digits.isascii() or not digits.isdigit():
-        return None
-    if len(rest) < dot + 4 or rest[dot + 3] != ".":
-        return None
-    key_form = rest[dot + 1]
-    value_form = rest[dot + 2]
-    key_text = rest[dot + 4:]
-    index = int(digits)
-    try:
-        if key_form == "t":
-            key = key_text
-        elif key_form == "b":
-            key = str(base64.b64decode(key_text, validate=True), "utf-8", "surrogateescape")
-        else:
-            return None
-        if value_form == "t":
-            header_value = value.encode("utf-8")
-        elif value_form == "b":
-            header_value = base64.b64decode(value, validate=True)
-        elif value_form == "n":
-            header_value = None
-        else:
-            return None
-    except (binascii.Error, ValueError):
-        return None
-    return index, key, header_value
-
-
-def properties_to_headers(props):
-    """Pulsar message properties as Kafka headers; inverse of
-    headers_to_properties().  Ordinary properties (any Pulsar producer's)
-    become headers with the same key and the UTF-8 bytes of the value;
-    without an order marker they come out sorted by key, since Pulsar does
-    not keep property order."""
-    cdef dict plain = {}
-    cdef list escaped = [], ordered_keys = None, plain_headers, slots, overflow, out
-    cdef object order_marker = None, parsed, listed
-    cdef Py_ssize_t total
-    if not props:
-        return ()
-    for name, value in props.items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError("Pulsar properties map str to str")
-        if (<str>name).startswith(HEADER_PROPERTY_PREFIX):
-            if name == HEADER_ORDER_PROPERTY:
-                order_marker = value
-                continue
-            parsed = _parse_escaped(name, value)
-            if parsed is not None:
-                escaped.append(parsed)
-                continue
-        plain[name] = value
-    if order_marker is not None:
-        try:
-            listed = json.loads(order_marker)
-        except ValueError:
-            listed = None
-        if isinstance(listed, list) and all(isinstance(k, str) for k in listed):
-            # listed keys in their order, then any property added since
-            ordered_keys = list(dict.fromkeys(k for k in listed if k in plain))
-            seen = set(ordered_keys)
-            ordered_keys.extend(sorted(k for k in plain if k not in seen))
-        else:  # not ours: keep it as an ordinary property
-            plain[HEADER_ORDER_PROPERTY] = order_marker
-    if ordered_keys is None:
-        ordered_keys = sorted(plain)
-    plain_headers = [(k, (<str>plain[k]).encode("utf-8")) for k in ordered_keys]
-    if not escaped:
-        return tuple(plain_headers)
-    total = len(plain_headers) + len(escaped)
-    escaped.sort(key=_by_position)
-    slots = [None] * total
-    overflow = []
-    for index, key, value in escaped:
-        if index < total and slots[index] is None:
-            slots[index] = (key, value)
-        else:  # positions not written by headers_to_properties: keep them, in order
-            overflow.append((key, value))
-    plain_iter = iter(plain_headers)
-    out = []
-    for slot in slots:
-        if slot is None:
-            slot = next(plain_iter, None)
-            if slot is None:
-                continue
-        out.append(slot)
-    out.extend(plain_iter)
-    out.extend(overflow)
-    return tuple(out)
-

@@ -9,19 +9,17 @@ The two exception classes live here only, and the compiled module imports
 them, so ``except CorruptRecordError`` catches errors of either
 implementation.
 
-See docs/CODEC.md for the offset layout, the header <-> property mapping and
-the CRC design.
+See docs/CODEC.md for the offset layout and the CRC design.  The Kafka
+header <-> Pulsar property mapping is not part of the codec: it is plain
+Python in kop_fast.pulsar_payload.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import operator
 import struct
 import zlib
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Iterable, NamedTuple
 
 import cramjam
 
@@ -35,8 +33,6 @@ __all__ = [
     "CRC32C_HARDWARE",
     "CorruptRecordError",
     "DEFAULT_OFFSET_LAYOUT",
-    "HEADER_PROPERTY_PREFIX",
-    "HEADER_ORDER_PROPERTY",
     "MAX_DECOMPRESSED",
     "OffsetLayout",
     "OffsetOverflowError",
@@ -49,10 +45,8 @@ __all__ = [
     "encode_batch",
     "encode_varint",
     "get_offset_layout",
-    "headers_to_properties",
     "pack_offset",
     "patch_base_offset",
-    "properties_to_headers",
     "set_offset_layout",
     "split_batch",
     "unpack_offset",
@@ -83,9 +77,6 @@ COMPRESSION_NAMES = ("none", "gzip", "snappy", "lz4", "zstd")
 #: Default cap on the bytes one decode_batches() call may decompress, summed
 #: over all its batches (a zip bomb raises instead of eating memory).
 MAX_DECOMPRESSED = 64 << 20
-
-HEADER_PROPERTY_PREFIX = "__kafka.hdr."
-HEADER_ORDER_PROPERTY = "__kafka.hdr.order"
 
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -1385,180 +1376,3 @@ def split_batch(batch_bytes: Any, max_records: int) -> list:
             )
         )
     return out
-
-
-# ---------------------------------------------------------------------------
-# Kafka headers <-> Pulsar properties
-
-
-def _is_plain_key(key: str) -> bool:
-    if key.startswith(HEADER_PROPERTY_PREFIX):
-        return False
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def headers_to_properties(headers: Iterable) -> dict:
-    """Kafka record headers as Pulsar message properties, losslessly.
-
-    A header whose key is unique, valid text and not reserved, and whose value
-    is valid UTF-8, becomes the property ``key -> value`` unchanged.  Every
-    other header (null or binary value, repeated key, key with undecodable
-    bytes or the reserved ``__kafka.hdr.`` prefix) becomes
-    ``__kafka.hdr.<position>.<kv>.<key>`` with ``kv`` two letters: key form
-    ``t`` (text) or ``b`` (base64 of the key bytes), value form ``t`` (text),
-    ``b`` (base64) or ``n`` (null, property value "").  When two or more plain
-    headers are not in sorted key order, ``__kafka.hdr.order`` holds the JSON
-    list of their keys in header order.  See docs/CODEC.md.
-    """
-    props: dict = {}
-    plain_keys: list = []
-    escaped: list = []
-    for index, header in enumerate(headers):
-        try:
-            key, value = header
-        except (TypeError, ValueError):
-            raise TypeError("each header must be a (str, bytes | None) pair") from None
-        if not isinstance(key, str):
-            raise TypeError(f"header key must be str, not {type(key).__name__}")
-        text = None
-        if value is not None:
-            if not isinstance(value, (bytes, bytearray, memoryview)):
-                raise TypeError(f"header value must be bytes or None, not {type(value).__name__}")
-            try:
-                text = str(value, "utf-8")
-            except UnicodeDecodeError:
-                text = None
-        if text is not None and key not in props and _is_plain_key(key):
-            props[key] = text
-            plain_keys.append(key)
-        else:
-            escaped.append((index, key, value, text))
-    for index, key, value, text in escaped:
-        if _is_text(key):
-            key_form, key_text = "t", key
-        else:
-            try:
-                raw_key = key.encode("utf-8", "surrogateescape")
-            except UnicodeEncodeError:
-                raise ValueError(f"header key {key!r} cannot be encoded as UTF-8") from None
-            key_form, key_text = "b", base64.b64encode(raw_key).decode("ascii")
-        if value is None:
-            value_form, prop_value = "n", ""
-        elif text is not None:
-            value_form, prop_value = "t", text
-        else:
-            value_form, prop_value = "b", base64.b64encode(value).decode("ascii")
-        props[f"{HEADER_PROPERTY_PREFIX}{index}.{key_form}{value_form}.{key_text}"] = prop_value
-    if len(plain_keys) > 1 and any(a > b for a, b in zip(plain_keys, plain_keys[1:])):
-        props[HEADER_ORDER_PROPERTY] = json.dumps(
-            plain_keys, ensure_ascii=False, separators=(",", ":")
-        )
-    return props
-
-
-def _is_text(key: str) -> bool:
-    try:
-        key.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _parse_escaped(name: str, value: str) -> tuple | None:
-    """(position, key, value) of an escaped header property, None if ``name``
-    is not one (then it is treated as an ordinary property)."""
-    rest = name[len(HEADER_PROPERTY_PREFIX) :]
-    dot = rest.find(".")
-    if dot <= 0 or not rest[:dot].isascii() or not rest[:dot].isdigit():
-        return None
-    if len(rest) < dot + 4 or rest[dot + 3] != ".":
-        return None
-    key_form = rest[dot + 1]
-    value_form = rest[dot + 2]
-    key_text = rest[dot + 4 :]
-    index = int(rest[:dot])
-    try:
-        if key_form == "t":
-            key = key_text
-        elif key_form == "b":
-            key = str(base64.b64decode(key_text, validate=True), "utf-8", "surrogateescape")
-        else:
-            return None
-        if value_form == "t":
-            header_value = value.encode("utf-8")
-        elif value_form == "b":
-            header_value = base64.b64decode(value, validate=True)
-        elif value_form == "n":
-            header_value = None
-        else:
-            return None
-    except (binascii.Error, ValueError):
-        return None
-    return index, key, header_value
-
-
-def properties_to_headers(props: Mapping) -> tuple:
-    """Pulsar message properties as Kafka headers; inverse of
-    headers_to_properties().  Ordinary properties (any Pulsar producer's)
-    become headers with the same key and the UTF-8 bytes of the value;
-    without an order marker they come out sorted by key, since Pulsar does
-    not keep property order."""
-    if not props:
-        return ()
-    plain: dict = {}
-    escaped: list = []
-    order_marker = None
-    for name, value in props.items():
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError("Pulsar properties map str to str")
-        if name.startswith(HEADER_PROPERTY_PREFIX):
-            if name == HEADER_ORDER_PROPERTY:
-                order_marker = value
-                continue
-            parsed = _parse_escaped(name, value)
-            if parsed is not None:
-                escaped.append(parsed)
-                continue
-        plain[name] = value
-    ordered_keys = None
-    if order_marker is not None:
-        try:
-            listed = json.loads(order_marker)
-        except ValueError:
-            listed = None
-        if isinstance(listed, list) and all(isinstance(k, str) for k in listed):
-            # listed keys in their order, then any property added since
-            ordered_keys = list(dict.fromkeys(k for k in listed if k in plain))
-            seen = set(ordered_keys)
-            ordered_keys.extend(sorted(k for k in plain if k not in seen))
-        else:  # not ours: keep it as an ordinary property
-            plain[HEADER_ORDER_PROPERTY] = order_marker
-    if ordered_keys is None:
-        ordered_keys = sorted(plain)
-    plain_headers = [(k, plain[k].encode("utf-8")) for k in ordered_keys]
-    if not escaped:
-        return tuple(plain_headers)
-    total = len(plain_headers) + len(escaped)
-    escaped.sort(key=lambda item: item[0])
-    slots: list = [None] * total
-    overflow = []
-    for index, key, value in escaped:
-        if index < total and slots[index] is None:
-            slots[index] = (key, value)
-        else:  # positions not written by headers_to_properties: keep them, in order
-            overflow.append((key, value))
-    plain_iter = iter(plain_headers)
-    out = []
-    for slot in slots:
-        if slot is None:
-            slot = next(plain_iter, None)
-            if slot is None:
-                continue
-        out.append(slot)
-    out.extend(plain_iter)
-    out.extend(overflow)
-    return tuple(out)

@@ -1,22 +1,27 @@
-"""The process: embedded Pulsar (if needed), backend, listeners, signals, graceful shutdown."""
+"""The composition root: embedded Pulsar (if needed), the Pulsar storage, the Kafka node, signals.
+
+The only module that picks the storage engine: `kop_fast.server` knows storage
+only through `kop_fast.storage.api`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import gc
+import hashlib
 import logging
 import signal
 import sys
 
 import uvloop
 
-from kop_fast.config import Settings, advertised_address
+from kop_fast.config import Settings
 from kop_fast.embedded import EmbeddedPulsar, EmbeddedPulsarError
-from kop_fast.server.memory import tune_allocator
+from kop_fast.allocator import tune_allocator
 
 log = logging.getLogger("kop_fast")
 
-SHUTDOWN_DRAIN_S = 5.0
 GC_GEN0_THRESHOLD = 20_000
 
 
@@ -54,49 +59,31 @@ def run(settings: Settings) -> int:
 
 
 async def serve(settings: Settings, pulsar_url: str) -> int:
-    # Imported here so `kop-fast --help` stays fast and handler registration happens once.
-    import kop_fast.server.handlers  # noqa: F401
-    from kop_fast.backend.bridge import PulsarError
-    from kop_fast.backend.pulsar import PulsarBackend
-    from kop_fast.server.broker import Broker
-    from kop_fast.server.connection import KafkaConnection
-    from kop_fast.server.group_coordinator import GroupCoordinator
+    # Imported here so `kop-fast --help` stays fast.
+    from kop_fast.server.node import KafkaNode
+    from kop_fast.storage.pulsar import PulsarStorage
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    backend = PulsarBackend(settings, pulsar_url)
+    storage = PulsarStorage(settings, pulsar_url)
     try:
-        await backend.start()
-    except (PulsarError, Exception) as exc:  # noqa: B014 - say why in one line, whatever it is
+        await storage.start()
+    except Exception as exc:  # noqa: BLE001 - say why in one line, whatever it is
         print(f"kop-fast: error: cannot use Pulsar at {pulsar_url}: {exc}", file=sys.stderr)
-        await backend.close()
+        await storage.close()
         return 1
 
-    broker = Broker(settings, backend, advertised_address(settings), pulsar_url=pulsar_url)
-    broker.group_coordinator = GroupCoordinator(broker)
-    await broker.group_coordinator.start()  # opens nothing yet: partitions load on first use
-    servers = []
+    cluster_id = settings.cluster_id or default_cluster_id(pulsar_url, settings.kafka_tenant, settings.kafka_namespace)
+    node = KafkaNode(settings, storage, cluster_id)
     try:
-        for listener in settings.listen:
-            server = await loop.create_server(
-                lambda: KafkaConnection(broker), listener.host, listener.port,
-                reuse_address=True, backlog=1024)
-            servers.append(server)
+        bound = await node.start()
     except OSError as exc:
-        print(f"kop-fast: error: cannot listen on {listener.host}:{listener.port}: {exc.strerror}",
-              file=sys.stderr)
-        for server in servers:
-            server.close()
-        await broker.group_coordinator.stop()
-        await backend.close()
+        print(f"kop-fast: error: {exc.strerror}", file=sys.stderr)
+        await storage.close()
         return 1
-    bound = [s.sockets[0].getsockname()[:2] for s in servers]
-    if not settings.advertised_listener:
-        # With port 0 the kernel chose the port: advertise the one we really have.
-        broker.host, broker.port = advertised_address(settings, bound[0][1])
     # Everything built at start-up (schemas, handlers, clients) lives for the whole run:
     # move it out of the collector's sight, and collect young objects less often, so
     # full collections stay short and rare (they show up as p99.9 request latency).
@@ -104,23 +91,17 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
     log.info("kop-fast ready: listening on %s, advertised as %s:%d, pulsar %s",
-             ", ".join(f"{h}:{p}" for h, p in bound), broker.host, broker.port, pulsar_url)
+             ", ".join(f"{h}:{p}" for h, p in bound), node.host, node.port, pulsar_url)
 
     await stop.wait()
     log.info("shutting down")
-    for server in servers:
-        server.close()
-    # Parked JoinGroup/SyncGroup get NOT_COORDINATOR, in-flight commits are persisted and
-    # answered, the offsets partitions are handed over: before connections drain.
-    await broker.group_coordinator.stop()
-    connections = list(broker.connections)
-    if connections:
-        # Finish what clients already sent (bounded), then close.
-        await asyncio.wait([asyncio.ensure_future(c.drain()) for c in connections], timeout=SHUTDOWN_DRAIN_S)
-    for conn in connections:
-        conn.close()
-    for server in servers:
-        await server.wait_closed()
-    await backend.close()
+    await node.stop()
+    await storage.close()
     log.info("stopped")
     return 0
+
+
+def default_cluster_id(pulsar_url: str, tenant: str, namespace: str) -> str:
+    """A stable Kafka cluster id, equal in every kop_fast in front of the same Pulsar namespace."""
+    digest = hashlib.sha256(f"{pulsar_url}|{tenant}/{namespace}".encode()).digest()[:16]
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")

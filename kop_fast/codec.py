@@ -12,6 +12,9 @@ ImportError instead of silently running the much slower twin.
 ``implementations()`` returns every usable implementation module (tests run
 against all of them).  Both raise the same CorruptRecordError and
 OffsetOverflowError classes.
+
+The Kafka header <-> Pulsar property mapping (headers_to_properties,
+properties_to_headers) is not part of the codec: see kop_fast.pulsar_payload.
 """
 
 from __future__ import annotations
@@ -71,8 +74,6 @@ COMPRESSION_ZSTD = _impl.COMPRESSION_ZSTD
 COMPRESSION_NAMES = _impl.COMPRESSION_NAMES
 CRC32C_HARDWARE = _impl.CRC32C_HARDWARE
 MAX_DECOMPRESSED = _impl.MAX_DECOMPRESSED
-HEADER_PROPERTY_PREFIX = _impl.HEADER_PROPERTY_PREFIX
-HEADER_ORDER_PROPERTY = _impl.HEADER_ORDER_PROPERTY
 DEFAULT_OFFSET_LAYOUT = _impl.DEFAULT_OFFSET_LAYOUT
 
 CorruptRecordError = _impl.CorruptRecordError
@@ -90,8 +91,6 @@ verify_batches = _impl.verify_batches
 batch_infos = _impl.batch_infos
 patch_base_offset = _impl.patch_base_offset
 split_batch = _impl.split_batch
-headers_to_properties = _impl.headers_to_properties
-properties_to_headers = _impl.properties_to_headers
 pack_offset = _impl.pack_offset
 unpack_offset = _impl.unpack_offset
 set_offset_layout = _impl.set_offset_layout

@@ -1,30 +1,36 @@
 """Kafka consumer-group coordinator for kop_fast: a pure (sans-io) state machine.
 
-* :mod:`.group` -- one group's state machine, the request/response dataclasses, the
-  :class:`Output` / :class:`PendingWrite` persistence contract;
-* :mod:`.manager` -- :class:`GroupManager`, the entry point owning all groups and timers;
+* :mod:`.partition_groups` -- :class:`PartitionGroups`, the entry point owning the groups and
+  timers of one ``__consumer_offsets`` partition;
+* :mod:`.group` -- :class:`Group`, one group's state machine, and the persistence contract; it is
+  made of :mod:`.group_base` (the group's state, :class:`GroupState`, :class:`GroupConfig`),
+  :mod:`.rebalance` (timers and rebalance phases), :mod:`.membership` (JoinGroup, SyncGroup,
+  Heartbeat, LeaveGroup) and :mod:`.group_offsets` (OffsetCommit, OffsetFetch, OffsetDelete,
+  retention);
+* :mod:`.member` -- :class:`Member`;
+* :mod:`.messages` -- the request/response dataclasses, :class:`Output`, :class:`PendingWrite`;
 * :mod:`.offsets` -- committed-offset table with Kafka's pending/retention semantics;
 * :mod:`.records` -- encode/decode of the ``__consumer_offsets`` records, ``partition_for``;
 * :mod:`.clock` -- :class:`Clock`, :class:`SystemClock`, :class:`FakeClock`;
-* :mod:`.errors` -- :class:`ErrorCode`.
+* :mod:`.errors` -- :class:`IllegalStateError` and the translation of storage errors.
 
-Nothing here imports asyncio or pulsar; the I/O layer drives it (see ``manager``'s docstring).
+Error codes are kio's, from :mod:`kop_fast.protocol.errors` (``ErrorCode.none`` and so on).
+Nothing here imports asyncio or pulsar; the I/O layer drives it (see ``partition_groups``'s
+docstring).
 """
 
 from .clock import Clock, FakeClock, SystemClock
-from .errors import ErrorCode
-from .group import (
-    CONSUMER_PROTOCOL_TYPE,
+from .errors import IllegalStateError
+from .group import Group
+from .group_base import CONSUMER_PROTOCOL_TYPE, GroupConfig, GroupState
+from .member import Member
+from .messages import (
     DeleteGroupResult,
     DeleteGroupsResponse,
     DescribedGroup,
     DescribedMember,
-    Group,
-    GroupConfig,
-    GroupState,
     HeartbeatRequest,
     HeartbeatResponse,
-    IllegalStateError,
     JoinRequest,
     JoinResponse,
     JoinResponseMember,
@@ -34,7 +40,6 @@ from .group import (
     LeaveResponse,
     ListedGroup,
     ListGroupsResponse,
-    Member,
     OffsetCommitPartition,
     OffsetCommitPartitionResult,
     OffsetCommitRequest,
@@ -49,10 +54,12 @@ from .group import (
     PendingWrite,
     SyncRequest,
     SyncResponse,
+    commit_error_response,
     complete_write,
+    join_error,
 )
-from .manager import GroupManager, LoadResult
 from .offsets import OffsetAndMetadata, OffsetTable, TopicPartition
+from .partition_groups import LoadResult, PartitionGroups
 from .records import Record, RecordDecodeError, UnknownRecordVersionError, partition_for
 
 __all__ = [
@@ -62,11 +69,9 @@ __all__ = [
     "DeleteGroupsResponse",
     "DescribedGroup",
     "DescribedMember",
-    "ErrorCode",
     "FakeClock",
     "Group",
     "GroupConfig",
-    "GroupManager",
     "GroupState",
     "HeartbeatRequest",
     "HeartbeatResponse",
@@ -95,6 +100,7 @@ __all__ = [
     "OffsetFetchResponse",
     "OffsetTable",
     "Output",
+    "PartitionGroups",
     "PendingWrite",
     "Record",
     "RecordDecodeError",
@@ -103,6 +109,8 @@ __all__ = [
     "SystemClock",
     "TopicPartition",
     "UnknownRecordVersionError",
+    "commit_error_response",
     "complete_write",
+    "join_error",
     "partition_for",
 ]

@@ -1,7 +1,7 @@
 """Pure encode/decode of the coordinator's persistence records.
 
 The I/O layer writes these records to the Pulsar system topic ``__consumer_offsets`` (partition
-``partition_for(group_id, n)``) and replays them into :meth:`GroupManager.load` on startup.
+``partition_for(group_id, n)``) and replays them into :meth:`PartitionGroups.load` on startup.
 Every record is a key and a value, both bytes; a value of ``None`` is a tombstone, which deletes
 the key (compaction keeps the newest value for each key).
 
@@ -12,10 +12,11 @@ compact (no field names, big-endian integers):
 * key: ``int16 version`` then
     - version 0/1, offset commit key: ``string group, string topic, int32 partition``
     - version 2, group metadata key: ``string group``
-* offset commit value: ``int16 version`` then ``int64 offset``, ``int32 leader_epoch`` (v3+),
-  ``string metadata``, ``int64 commit_timestamp``, ``int64 expire_timestamp`` (v1 only).
-  We write v3, or v1 when the commit carries an explicit expiry (old OffsetCommit v2-v4
-  ``retention_time_ms``), exactly as Kafka does.
+* offset commit value (an :class:`~kop_fast.coordinator.offsets.OffsetAndMetadata`):
+  ``int16 version`` then ``int64 offset``, ``int32 leader_epoch`` (v3+), ``string metadata``,
+  ``int64 commit_timestamp``, ``int64 expire_timestamp`` (v1 only). We write v3, or v1 when the
+  commit carries an explicit expiry (old OffsetCommit v2-v4 ``retention_time_ms``), exactly as
+  Kafka does.
 * group metadata value: ``int16 version`` then ``string protocol_type, int32 generation,
   nullable string protocol, nullable string leader, int64 current_state_timestamp (v2+),
   array of members``; a member is ``string member_id, nullable string group_instance_id (v3+),
@@ -35,13 +36,14 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from .offsets import OffsetAndMetadata
+
 __all__ = [
     "Record",
     "RecordDecodeError",
     "UnknownRecordVersionError",
     "OffsetCommitKey",
     "GroupMetadataKey",
-    "OffsetCommitValue",
     "MemberMetadataValue",
     "GroupMetadataValue",
     "encode_offset_commit_key",
@@ -103,15 +105,6 @@ class OffsetCommitKey:
 @dataclass(frozen=True, slots=True)
 class GroupMetadataKey:
     group_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class OffsetCommitValue:
-    offset: int
-    leader_epoch: int = -1
-    metadata: str = ""
-    commit_timestamp_ms: int = -1
-    expire_timestamp_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +208,13 @@ class _Reader:
         self.pos += 8
         return v
 
+    def version(self, max_known: int) -> int:
+        """The leading ``int16`` version; raises UnknownRecordVersionError beyond ``max_known``."""
+        version = self.i16()
+        if version < 0 or version > max_known:
+            raise UnknownRecordVersionError(self.kind, version, max_known)
+        return version
+
     def nullable_string(self) -> str | None:
         n = self.i16()
         if n < 0:
@@ -272,7 +272,7 @@ def encode_group_metadata_key(group_id: str) -> bytes:
     return w.getvalue()
 
 
-def encode_offset_commit_value(v: OffsetCommitValue) -> bytes:
+def encode_offset_commit_value(v: OffsetAndMetadata) -> bytes:
     w = _Writer()
     if v.expire_timestamp_ms is not None:
         # v1 is the only version that can carry an explicit expiry (Kafka does the same).
@@ -311,7 +311,7 @@ def encode_group_metadata_value(v: GroupMetadataValue) -> bytes:
     return w.getvalue()
 
 
-def offset_commit_record(group_id: str, topic: str, partition: int, value: OffsetCommitValue | None) -> Record:
+def offset_commit_record(group_id: str, topic: str, partition: int, value: OffsetAndMetadata | None) -> Record:
     """The record for a committed offset; ``value=None`` makes the tombstone that deletes it."""
     return Record(
         encode_offset_commit_key(group_id, topic, partition),
@@ -332,22 +332,18 @@ def group_metadata_record(group_id: str, value: GroupMetadataValue | None) -> Re
 
 def decode_key(data: bytes) -> Key:
     r = _Reader(data, "record key")
-    version = r.i16()
-    if version in (0, 1):
-        key: Key = OffsetCommitKey(r.string(), r.string(), r.i32())
-    elif version == GROUP_METADATA_KEY_VERSION:
-        key = GroupMetadataKey(r.string())
-    else:
-        raise UnknownRecordVersionError("record key", version, GROUP_METADATA_KEY_VERSION)
+    version = r.version(GROUP_METADATA_KEY_VERSION)
+    if version == GROUP_METADATA_KEY_VERSION:
+        key: Key = GroupMetadataKey(r.string())
+    else:  # 0 and 1: offset commit keys
+        key = OffsetCommitKey(r.string(), r.string(), r.i32())
     r.done()
     return key
 
 
-def decode_offset_commit_value(data: bytes) -> OffsetCommitValue:
+def decode_offset_commit_value(data: bytes) -> OffsetAndMetadata:
     r = _Reader(data, "offset commit value")
-    version = r.i16()
-    if version < 0 or version > _MAX_OFFSET_COMMIT_VALUE_VERSION:
-        raise UnknownRecordVersionError("offset commit value", version, _MAX_OFFSET_COMMIT_VALUE_VERSION)
+    version = r.version(_MAX_OFFSET_COMMIT_VALUE_VERSION)
     offset = r.i64()
     leader_epoch = r.i32() if version >= 3 else -1
     metadata = r.string()
@@ -358,14 +354,12 @@ def decode_offset_commit_value(data: bytes) -> OffsetCommitValue:
         if expire_ts < 0:
             expire_ts = None
     r.done()
-    return OffsetCommitValue(offset, leader_epoch, metadata, commit_ts, expire_ts)
+    return OffsetAndMetadata(offset, leader_epoch, metadata, commit_ts, expire_ts)
 
 
 def decode_group_metadata_value(data: bytes) -> GroupMetadataValue:
     r = _Reader(data, "group metadata value")
-    version = r.i16()
-    if version < 0 or version > _MAX_GROUP_METADATA_VALUE_VERSION:
-        raise UnknownRecordVersionError("group metadata value", version, _MAX_GROUP_METADATA_VALUE_VERSION)
+    version = r.version(_MAX_GROUP_METADATA_VALUE_VERSION)
     protocol_type = r.string()
     generation = r.i32()
     protocol = r.nullable_string()
@@ -402,7 +396,7 @@ def decode_group_metadata_value(data: bytes) -> GroupMetadataValue:
 
 def decode_record(
     record: Record | tuple[bytes, bytes | None],
-) -> tuple[Key, OffsetCommitValue | GroupMetadataValue | None]:
+) -> tuple[Key, OffsetAndMetadata | GroupMetadataValue | None]:
     """Decode a key/value pair; the value is ``None`` for a tombstone."""
     key_bytes, value_bytes = (record.key, record.value) if isinstance(record, Record) else record
     key = decode_key(key_bytes)

@@ -17,6 +17,7 @@ import io
 import logging
 from collections import deque
 
+from kop_fast.protocol.encoded import EncodedResponse, unsupported_api_versions_body
 from kop_fast.protocol.errors import ErrorCode, MalformedRequest
 from kop_fast.protocol.headers import (
     API_VERSIONS_KEY,
@@ -44,23 +45,13 @@ MAX_IN_FLIGHT = 512
 MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024
 
 
-class EncodedResponse:
-    """A response body already encoded, as a list of buffers (written with writelines, no copy)."""
-
-    __slots__ = ("parts", "size")
-
-    def __init__(self, parts: list) -> None:
-        self.parts = parts
-        self.size = sum(len(p) for p in parts)
-
-
 class RequestContext:
     """What a handler knows about the request it serves."""
 
-    __slots__ = ("broker", "connection", "header", "api_version")
+    __slots__ = ("node", "connection", "header", "api_version")
 
-    def __init__(self, broker, connection: "KafkaConnection", header: RequestHeader) -> None:
-        self.broker = broker
+    def __init__(self, node, connection: "KafkaConnection", header: RequestHeader) -> None:
+        self.node = node
         self.connection = connection
         self.header = header
         self.api_version = header.api_version
@@ -80,8 +71,8 @@ class _Slot:
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
-    def __init__(self, broker) -> None:
-        self.broker = broker
+    def __init__(self, node) -> None:
+        self.node = node
         self.transport: asyncio.Transport | None = None
         self.peer = None
         self._buf = bytearray(_INITIAL_BUFFER)
@@ -97,17 +88,17 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
-        self.max_frame_size = broker.settings.max_request_size
+        self.max_frame_size = node.settings.max_request_size
 
     # -- asyncio protocol ---------------------------------------------------------------------
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
-        self.broker.connections.add(self)
+        self.node.connections.add(self)
 
     def connection_lost(self, exc) -> None:
         self._closed = True
-        self.broker.connections.discard(self)
+        self.node.connections.discard(self)
         for task in list(self._tasks):
             task.cancel()
         self._slots.clear()
@@ -190,8 +181,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
 
     def _dispatch(self, frame) -> None:
         api_key, api_version, correlation_id = peek_api(frame)
-        broker = self.broker
-        entry = broker.registry.get(api_key)
+        node = self.node
+        entry = node.registry.get(api_key)
         if entry is None:
             raise MalformedRequest(f"unsupported API key {api_key}")
         if not entry.min_version <= api_version <= entry.max_version:
@@ -204,7 +195,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         flexible = is_flexible(api_key, api_version)
         header, body_offset = parse_request_header(frame, flexible)
         request = entry.decode(api_version, frame, body_offset)
-        ctx = RequestContext(broker, self, header)
+        ctx = RequestContext(node, self, header)
         slot = _Slot(len(frame))
         self._inflight_bytes += slot.request_size
         self._slots.append(slot)
@@ -296,8 +287,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._update_reading()
 
     def _answer_unsupported_api_versions(self, correlation_id: int, entry) -> None:
-        from kop_fast.server.handlers.api_versions import unsupported_version_response
-        body = unsupported_version_response(entry.min_version, entry.max_version)
+        body = unsupported_api_versions_body(entry.min_version, entry.max_version)
         slot = _Slot()
         slot.parts = [(4 + len(body)).to_bytes(4, "big") + correlation_id.to_bytes(4, "big", signed=True) + body]
         slot.ready = True

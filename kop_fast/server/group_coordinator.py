@@ -1,13 +1,13 @@
 """The asyncio driver of the consumer-group coordinator (`kop_fast.coordinator`, a pure state machine).
 
-One GroupManager per `__consumer_offsets` partition this process coordinates.
+One PartitionGroups per `__consumer_offsets` partition this process coordinates.
 A partition is loaded on first use (the FindCoordinator a client always sends
 before any group request, or any group request; ListGroups loads them all):
-take ownership (Exclusive subscription), replay the partition into
-`GroupManager.load`, then serve. Group requests wait up to LOAD_WAIT_S for a load
+take ownership of its offsets log (`Storage.offsets_log`), replay it into
+`PartitionGroups.load`, then serve. Group requests wait up to LOAD_WAIT_S for a load
 in progress. While loading, the manager itself answers
 COORDINATOR_LOAD_IN_PROGRESS (or what Kafka answers instead); a partition this
-process could not take (another process holds it, or Pulsar failed) answers
+process could not take (another process holds it, or the storage failed) answers
 NOT_COORDINATOR and is tried again after LOAD_RETRY_S. Nothing is opened at
 start, so a server that never sees a group pays nothing.
 
@@ -17,9 +17,9 @@ The driver owns:
 * the timers: per partition one `loop.call_at` armed at the manager's
   `next_deadline_ms()` and re-armed after every call (no polling);
 * persistence: each PendingWrite is appended, in emission order, to the
-  partition's Pulsar topic; `complete_write` is called exactly once, after Pulsar
-  persisted it (or failed); persisted offset commits are offered to the
-  subscription mirror.
+  partition's offsets log; `complete_write` is called exactly once, after the
+  storage persisted it (or failed); persisted offset commits are mirrored
+  (`Storage.mirror_commit`).
 """
 
 from __future__ import annotations
@@ -30,15 +30,10 @@ import logging
 import time
 from typing import Iterable, Sequence
 
-from kop_fast.backend.naming import partition_topic
-from kop_fast.backend.offsets_topic import OffsetsPartition, OffsetsTopic
-from kop_fast.backend.subscription_mirror import SubscriptionMirror
 from kop_fast.coordinator import records as rec
 from kop_fast.coordinator import (
     DescribedGroup,
-    ErrorCode,
     GroupConfig,
-    GroupManager,
     HeartbeatRequest,
     HeartbeatResponse,
     JoinRequest,
@@ -53,16 +48,17 @@ from kop_fast.coordinator import (
     OffsetFetchRequest,
     OffsetFetchResponse,
     Output,
+    PartitionGroups,
     PendingWrite,
     SyncRequest,
     SyncResponse,
     SystemClock,
+    commit_error_response,
     partition_for,
 )
-from kop_fast.coordinator.group import Group
-from kop_fast.protocol.errors import ErrorCode as KafkaErrorCode
+from kop_fast.protocol.errors import ErrorCode
 from kop_fast.server.storage_errors import storage_error_code
-from kop_fast.server.topics import cached_topic
+from kop_fast.storage.api import OffsetsLog, Storage
 
 log = logging.getLogger("kop_fast.coordinator")
 
@@ -76,22 +72,22 @@ LOAD_RETRY_S = 5.0
 WRITE_DRAIN_S = 5.0
 
 
-def kafka_error(code: int) -> KafkaErrorCode:
-    """A coordinator ErrorCode (or any Kafka error number) as kio's ErrorCode (same numbers)."""
+def kafka_error(code: int) -> ErrorCode:
+    """A Kafka error number as an ErrorCode (an unknown one as UNKNOWN_SERVER_ERROR)."""
     try:
-        return KafkaErrorCode(int(code))
+        return ErrorCode(int(code))
     except ValueError:
-        return KafkaErrorCode.unknown_server_error
+        return ErrorCode.unknown_server_error
 
 
 class CoordinatorPartition:
-    __slots__ = ("index", "manager", "log", "load_task", "ready", "retry_at", "timer", "timer_deadline",
+    __slots__ = ("index", "manager", "offsets_log", "load_task", "ready", "retry_at", "timer", "timer_deadline",
                  "inflight")
 
     def __init__(self, index: int, config: GroupConfig) -> None:
         self.index = index
         self.manager = _loading_manager(config)
-        self.log: OffsetsPartition | None = None
+        self.offsets_log: OffsetsLog | None = None
         self.load_task: asyncio.Task | None = None
         self.ready = False
         self.retry_at = 0.0
@@ -109,37 +105,29 @@ class CoordinatorPartition:
         return not self.ready and not self.loading
 
 
-def _loading_manager(config: GroupConfig) -> GroupManager:
-    manager = GroupManager(config)
+def _loading_manager(config: GroupConfig) -> PartitionGroups:
+    manager = PartitionGroups(config)
     manager.loading = True
     return manager
 
 
 class GroupCoordinator:
-    def __init__(self, broker) -> None:
-        settings = broker.settings
-        self.broker = broker
+    def __init__(self, settings, storage: Storage) -> None:
+        self.storage = storage
         self.num_partitions = settings.offsets_topic_num_partitions
-        self.offsets_topic_name = settings.offsets_topic
         self.config = GroupConfig(
             min_session_timeout_ms=settings.group_min_session_timeout_ms,
             initial_rebalance_delay_ms=settings.group_initial_rebalance_delay_ms,
         )
         self.clock = SystemClock()
         self._partitions: dict[int, CoordinatorPartition] = {}
-        self._topic: OffsetsTopic | None = None
-        self.mirror: SubscriptionMirror | None = None
-        self._mirror_logs: dict[str, tuple] = {}  # pulsar partition topic -> (TopicInfo, index)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
-        """Cheap: no Pulsar I/O happens until a group is used."""
+        """Cheap: no storage I/O happens until a group is used."""
         self._loop = asyncio.get_running_loop()
-        backend = self.broker.backend
-        self._topic = OffsetsTopic(backend.service_url, backend.bridge, self.offsets_topic_name, self.num_partitions)
-        self.mirror = SubscriptionMirror(backend.service_url, self._loop, bounds=self._partition_bounds)
 
     async def stop(self) -> None:
         """Answer parked requests (NOT_COORDINATOR), let in-flight writes finish, release ownership."""
@@ -164,13 +152,10 @@ class GroupCoordinator:
             await asyncio.wait(inflight, timeout=WRITE_DRAIN_S)
         log.debug("coordinator stop: %d in-flight writes done", len(inflight))
         for p in self._partitions.values():
-            if p.log is not None:
-                await p.log.release()
-                p.log = None
+            if p.offsets_log is not None:
+                await p.offsets_log.release()
+                p.offsets_log = None
         log.debug("coordinator stop: partitions released")
-        if self.mirror is not None:
-            await self.mirror.close()
-        log.debug("coordinator stop: mirror closed")
 
     def now(self) -> int:
         return self.clock.now_ms()
@@ -179,7 +164,7 @@ class GroupCoordinator:
     def partition_index(self, group_id: str) -> int:
         return partition_for(group_id, self.num_partitions)
 
-    def partition(self, index: int) -> CoordinatorPartition:
+    def offsets_partition(self, index: int) -> CoordinatorPartition:
         """The partition, its load started if it is neither loaded nor loading (nor backing off)."""
         p = self._partitions.get(index)
         if p is None:
@@ -189,8 +174,8 @@ class GroupCoordinator:
             p.load_task = asyncio.ensure_future(self._load(p))
         return p
 
-    def partition_of(self, group_id: str) -> CoordinatorPartition:
-        return self.partition(self.partition_index(group_id))
+    def offsets_partition_of(self, group_id: str) -> CoordinatorPartition:
+        return self.offsets_partition(self.partition_index(group_id))
 
     async def wait_ready(self, partitions: Iterable[CoordinatorPartition], timeout: float = LOAD_WAIT_S) -> None:
         tasks = {p.load_task for p in partitions if p.loading}
@@ -198,39 +183,38 @@ class GroupCoordinator:
             await asyncio.wait(tasks, timeout=timeout)
 
     async def _load(self, p: CoordinatorPartition) -> None:
-        assert self._topic is not None
-        log_ = self._topic.partition(p.index)
+        offsets_log = self.storage.offsets_log(p.index)
         started = time.monotonic()
         try:
-            records = await log_.acquire_and_replay()
+            records = await offsets_log.acquire_and_replay()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             p.retry_at = time.monotonic() + LOAD_RETRY_S
             log.warning("cannot coordinate %s (%r); NOT_COORDINATOR for its groups, retry in %.0f s",
-                        log_.topic, exc, LOAD_RETRY_S)
+                        offsets_log.name, exc, LOAD_RETRY_S)
             return
         if self._stopping:
-            await log_.release()
+            await offsets_log.release()
             return
         try:
             result = p.manager.load(records, self.now())
         except Exception:
-            log.exception("replaying %s failed; NOT_COORDINATOR for its groups", log_.topic)
+            log.exception("replaying %s failed; NOT_COORDINATOR for its groups", offsets_log.name)
             p.manager = _loading_manager(self.config)
             p.retry_at = time.monotonic() + LOAD_RETRY_S
-            await log_.release()
+            await offsets_log.release()
             return
         p.manager.loading = False
-        p.log = log_
+        p.offsets_log = offsets_log
         p.ready = True
         log.info("coordinating %s: %d groups, %d offsets from %d records (%d skipped) in %.0f ms",
-                 log_.topic, result.groups, result.offsets, len(records), result.skipped_records,
+                 offsets_log.name, result.groups, result.offsets, len(records), result.skipped_records,
                  (time.monotonic() - started) * 1000)
         self._rearm(p)
 
     # -- driving the state machine --------------------------------------------------------------
-    def _dispatch(self, p: CoordinatorPartition, out: Output, manager: GroupManager | None = None) -> None:
+    def _dispatch(self, p: CoordinatorPartition, out: Output, manager: PartitionGroups | None = None) -> None:
         """Deliver completions, persist writes (of `manager`, the one that produced `out`), re-arm."""
         manager = manager or p.manager
         for waiter, response in out.completions:
@@ -240,44 +224,45 @@ class GroupCoordinator:
             self._persist(p, manager, write)
         self._rearm(p)
 
-    def _persist(self, p: CoordinatorPartition, manager: GroupManager, write: PendingWrite) -> None:
+    def _persist(self, p: CoordinatorPartition, manager: PartitionGroups, write: PendingWrite) -> None:
         assert self.partition_index(write.group_id) == p.index
         if manager is not p.manager:  # written by a manager that no longer coordinates
-            self._dispatch(p, manager.complete_write(write, ErrorCode.NOT_COORDINATOR, self.now()), manager)
+            self._dispatch(p, manager.complete_write(write, ErrorCode.not_coordinator, self.now()), manager)
             return
-        if p.log is not None and p.ready and not p.log.lock_connected():
+        if p.offsets_log is not None and p.ready and not p.offsets_log.owned():
             self._ownership_lost(p)
-        if p.log is None or not p.ready and not self._stopping:
-            self._dispatch(p, manager.complete_write(write, ErrorCode.NOT_COORDINATOR, self.now()), manager)
+        if p.offsets_log is None or not p.ready and not self._stopping:
+            self._dispatch(p, manager.complete_write(write, ErrorCode.not_coordinator, self.now()), manager)
             return
-        fut = p.log.append([(r.key, r.value) for r in write.records])
+        fut = p.offsets_log.append([(r.key, r.value) for r in write.records])
         p.inflight.add(fut)
         fut.add_done_callback(lambda f: self._persisted(p, manager, write, f))
 
-    def _persisted(self, p: CoordinatorPartition, manager: GroupManager, write: PendingWrite,
+    def _persisted(self, p: CoordinatorPartition, manager: PartitionGroups, write: PendingWrite,
                    fut: asyncio.Future) -> None:
         p.inflight.discard(fut)
         if fut.cancelled():
-            code = ErrorCode.REQUEST_TIMED_OUT
+            code = ErrorCode.request_timed_out
         elif fut.exception() is not None:
             exc = fut.exception()
             code = int(storage_error_code(exc))
             log.warning("persisting %r in partition %d failed: %r", write, p.index, exc)
         else:
-            code = ErrorCode.NONE
+            code = ErrorCode.none
         self._dispatch(p, manager.complete_write(write, code, self.now()), manager)
-        if code == ErrorCode.NONE:
+        if code == ErrorCode.none:
             self._mirror_commits(write)
 
     def _ownership_lost(self, p: CoordinatorPartition) -> None:
         """The lock consumer is disconnected: another process may own the partition now. Stop
         coordinating it (parked requests get NOT_COORDINATOR); the next use loads it again, from
         what was persisted, if the lock can be taken."""
-        log.warning("lost the lock on %s: unloading its groups", p.log.topic if p.log else p.index)
+        log.warning("lost the ownership of %s: unloading its groups",
+                    p.offsets_log.name if p.offsets_log else p.index)
         p.ready = False
-        old_manager, old_log = p.manager, p.log
+        old_manager, old_log = p.manager, p.offsets_log
         p.manager = _loading_manager(self.config)
-        p.log = None
+        p.offsets_log = None
         out = old_manager.unload([g.group_id for g in old_manager.groups()], self.now())
         self._dispatch(p, out, old_manager)
         inflight = list(p.inflight)
@@ -310,11 +295,8 @@ class GroupCoordinator:
         if p.ready and not self._stopping:
             self._dispatch(p, p.manager.tick(self.now()))
 
-    # -- mirroring commits to Pulsar subscriptions ----------------------------------------------
+    # -- mirroring commits to the storage (Pulsar subscriptions) --------------------------------
     def _mirror_commits(self, write: PendingWrite) -> None:
-        mirror = self.mirror
-        if mirror is None:
-            return
         for record in write.records:
             if record.value is None:
                 continue
@@ -325,19 +307,10 @@ class GroupCoordinator:
                 value = rec.decode_offset_commit_value(record.value)
             except rec.RecordDecodeError:
                 continue
-            info = cached_topic(self.broker, key.topic)
+            info = self.storage.cached_topic(key.topic)
             if info is None or not 0 <= key.partition < info.partitions:
-                continue  # never create Pulsar topics by subscribing to them
-            topic = partition_topic(info.pulsar_topic, key.partition, info.partitioned)
-            self._mirror_logs[topic] = (info, key.partition)
-            mirror.offer(key.group_id, topic, value.offset)
-
-    async def _partition_bounds(self, topic: str) -> tuple[int, int] | None:
-        found = self._mirror_logs.get(topic)
-        if found is None:
-            return None
-        info, index = found
-        return await self.broker.backend.partition(info, index).bounds()
+                continue  # never create topics by mirroring to them
+            self.storage.mirror_commit(key.group_id, info, key.partition, value.offset)
 
     # -- requests -------------------------------------------------------------------------------
     async def find_coordinator(self, key: str) -> int:
@@ -347,91 +320,91 @@ class GroupCoordinator:
         (LOAD_WAIT_S). A client that only looks the coordinator up (e.g. librdkafka with
         assign()) must not be held up by a lock another process holds.
         """
-        p = self.partition_of(key)
+        p = self.offsets_partition_of(key)
         await asyncio.sleep(0)  # let a fresh load task start (a failure right away is then seen)
-        return ErrorCode.COORDINATOR_NOT_AVAILABLE if p.unavailable else ErrorCode.NONE
+        return ErrorCode.coordinator_not_available if p.unavailable else ErrorCode.none
 
     async def join(self, req: JoinRequest) -> JoinResponse:
-        p = self.partition_of(req.group_id)
+        p = self.offsets_partition_of(req.group_id)
         await self.wait_ready((p,))
         if p.unavailable:
-            return JoinResponse(ErrorCode.NOT_COORDINATOR, member_id=req.member_id)
+            return JoinResponse(ErrorCode.not_coordinator, member_id=req.member_id)
         waiter = self._loop.create_future()
         self._dispatch(p, p.manager.join(req, waiter, self.now()))
         return await waiter
 
     async def sync(self, req: SyncRequest) -> SyncResponse:
-        p = self.partition_of(req.group_id)
+        p = self.offsets_partition_of(req.group_id)
         if p.unavailable:
-            return SyncResponse(ErrorCode.NOT_COORDINATOR)
+            return SyncResponse(ErrorCode.not_coordinator)
         waiter = self._loop.create_future()
         self._dispatch(p, p.manager.sync(req, waiter, self.now()))
         return await waiter
 
     def heartbeat(self, req: HeartbeatRequest) -> HeartbeatResponse:
-        p = self.partition_of(req.group_id)
+        p = self.offsets_partition_of(req.group_id)
         if p.unavailable:
-            return HeartbeatResponse(ErrorCode.NOT_COORDINATOR)
+            return HeartbeatResponse(ErrorCode.not_coordinator)
         response = p.manager.heartbeat(req, self.now())
         self._rearm(p)
         return response
 
     async def leave(self, req: LeaveRequest) -> LeaveResponse:
-        p = self.partition_of(req.group_id)
+        p = self.offsets_partition_of(req.group_id)
         if p.unavailable:
-            return LeaveResponse(ErrorCode.NOT_COORDINATOR)
+            return LeaveResponse(ErrorCode.not_coordinator)
         waiter = self._loop.create_future()
         self._dispatch(p, p.manager.leave(req, waiter, self.now()))
         return await waiter
 
     async def commit_offsets(self, req: OffsetCommitRequest) -> OffsetCommitResponse:
-        p = self.partition_of(req.group_id)
+        p = self.offsets_partition_of(req.group_id)
         await self.wait_ready((p,))
         if p.unavailable:
-            return Group._commit_error_response(req, ErrorCode.NOT_COORDINATOR)
+            return commit_error_response(req, ErrorCode.not_coordinator)
         waiter = self._loop.create_future()
         self._dispatch(p, p.manager.commit_offsets(req, waiter, self.now()))
         return await waiter
 
     async def fetch_offsets(self, req: OffsetFetchRequest) -> OffsetFetchResponse:
-        p = self.partition_of(req.group_id)
+        p = self.offsets_partition_of(req.group_id)
         await self.wait_ready((p,))
         if p.unavailable:
-            return OffsetFetchResponse(ErrorCode.NOT_COORDINATOR)
+            return OffsetFetchResponse(ErrorCode.not_coordinator)
         return p.manager.fetch_offsets(req)
 
     async def delete_offsets(self, req: OffsetDeleteRequest) -> OffsetDeleteResponse:
-        p = self.partition_of(req.group_id)
+        p = self.offsets_partition_of(req.group_id)
         await self.wait_ready((p,))
         if p.unavailable:
-            return OffsetDeleteResponse(ErrorCode.NOT_COORDINATOR)
+            return OffsetDeleteResponse(ErrorCode.not_coordinator)
         waiter = self._loop.create_future()
         self._dispatch(p, p.manager.delete_offsets(req, waiter, self.now()))
         return await waiter
 
     async def describe_groups(self, group_ids: Sequence[str], api_version: int) -> list[DescribedGroup]:
-        parts = {gid: self.partition_of(gid) for gid in group_ids}
+        parts = {gid: self.offsets_partition_of(gid) for gid in group_ids}
         await self.wait_ready(set(parts.values()))
         described = []
         for gid in group_ids:
             p = parts[gid]
             if p.unavailable:
-                described.append(DescribedGroup(ErrorCode.NOT_COORDINATOR, gid, ""))
+                described.append(DescribedGroup(ErrorCode.not_coordinator, gid, ""))
             else:
                 described.append(p.manager.describe_group(gid, api_version))
         return described
 
     async def list_groups(self, states_filter=None, types_filter=None) -> ListGroupsResponse:
         """Groups of every partition this process coordinates (all partitions are loaded first)."""
-        parts = [self.partition(i) for i in range(self.num_partitions)]
+        parts = [self.offsets_partition(i) for i in range(self.num_partitions)]
         await self.wait_ready(parts)
-        error = ErrorCode.NONE
+        error = ErrorCode.none
         groups = []
         for p in parts:
             if p.ready:
                 groups.extend(p.manager.list_groups(states_filter, types_filter).groups)
             elif p.loading:
-                error = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
+                error = ErrorCode.coordinator_load_in_progress
         return ListGroupsResponse(error, groups)
 
     async def delete_groups(self, group_ids: Sequence[str]) -> list[tuple[str, int]]:
@@ -439,14 +412,14 @@ class GroupCoordinator:
         by_partition: dict[int, list[str]] = {}
         for gid in unique:
             by_partition.setdefault(self.partition_index(gid), []).append(gid)
-        parts = {i: self.partition(i) for i in by_partition}
+        parts = {i: self.offsets_partition(i) for i in by_partition}
         await self.wait_ready(parts.values())
         results: dict[str, int] = {}
         waiters = []
         for i, gids in by_partition.items():
             p = parts[i]
             if p.unavailable:
-                results.update((gid, ErrorCode.NOT_COORDINATOR) for gid in gids)
+                results.update((gid, ErrorCode.not_coordinator) for gid in gids)
                 continue
             waiter = self._loop.create_future()
             self._dispatch(p, p.manager.delete_groups(gids, waiter, self.now()))
@@ -454,7 +427,7 @@ class GroupCoordinator:
         for waiter in waiters:
             response = await waiter
             results.update((r.group_id, r.error_code) for r in response.results)
-        return [(gid, results.get(gid, ErrorCode.UNKNOWN_SERVER_ERROR)) for gid in unique]
+        return [(gid, results.get(gid, ErrorCode.unknown_server_error)) for gid in unique]
 
 
 # -- helpers shared by the group handlers -------------------------------------------------------
@@ -462,7 +435,7 @@ _MILLISECOND = datetime.timedelta(milliseconds=1)
 
 
 def coordinator_of(ctx) -> GroupCoordinator:
-    return ctx.broker.group_coordinator
+    return ctx.node.group_coordinator
 
 
 def millis(delta) -> int:

@@ -1,31 +1,78 @@
-"""The Broker: what every handler shares (settings, backend, registry, identity, open connections)."""
+"""`KafkaNode`: this process as one Kafka broker, on whatever storage it is given.
+
+It owns what every handler shares (settings, the storage, the node's identity,
+the open connections, the idempotent-producer table, the group coordinator) and
+its life cycle: listeners up, then a graceful stop. It knows storage only through
+`kop_fast.storage.api`; the composition root (`kop_fast.app`) picks the engine.
+"""
 
 from __future__ import annotations
 
-import base64
-import hashlib
+import asyncio
+import logging
 
-from kop_fast.config import Settings
+from kop_fast.config import Settings, advertised_address
 from kop_fast.producer_state import ProducerStateTable
+from kop_fast.server.connection import KafkaConnection
+from kop_fast.server.group_coordinator import GroupCoordinator
 from kop_fast.server.registry import REGISTRY, HandlerRegistry
+from kop_fast.storage.api import Storage
+
+log = logging.getLogger("kop_fast")
+
+SHUTDOWN_DRAIN_S = 5.0
 
 
-def default_cluster_id(pulsar_url: str, tenant: str, namespace: str) -> str:
-    """A stable Kafka cluster id, equal in every kop_fast in front of the same Pulsar namespace."""
-    digest = hashlib.sha256(f"{pulsar_url}|{tenant}/{namespace}".encode()).digest()[:16]
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+class KafkaNode:
+    def __init__(self, settings: Settings, storage: Storage, cluster_id: str,
+                 registry: HandlerRegistry = REGISTRY) -> None:
+        import kop_fast.server.handlers  # noqa: F401 - registers every handler, once
 
-
-class Broker:
-    def __init__(self, settings: Settings, backend, advertised: tuple[str, int],
-                 registry: HandlerRegistry = REGISTRY, pulsar_url: str = "") -> None:
         self.settings = settings
-        self.backend = backend
+        self.storage = storage
         self.registry = registry
         self.node_id = settings.node_id
-        self.host, self.port = advertised
-        self.cluster_id = settings.cluster_id or default_cluster_id(
-            pulsar_url, settings.kafka_tenant, settings.kafka_namespace)
-        self.connections: set = set()
+        self.cluster_id = cluster_id
+        self.host, self.port = advertised_address(settings)  # what Metadata tells clients
+        self.connections: set[KafkaConnection] = set()
         self.producer_state = ProducerStateTable()
-        self.group_coordinator = None  # GroupCoordinator, set by the app once the backend runs
+        self.group_coordinator = GroupCoordinator(settings, storage)
+        self._servers: list[asyncio.Server] = []
+
+    async def start(self) -> list[tuple[str, int]]:
+        """Listen on every `--listen` address; returns the bound (host, port) pairs.
+
+        Raises OSError (with the address in its message) when one cannot be bound;
+        nothing is left listening then."""
+        loop = asyncio.get_running_loop()
+        await self.group_coordinator.start()  # opens nothing yet: partitions load on first use
+        for listener in self.settings.listen:
+            try:
+                server = await loop.create_server(
+                    lambda: KafkaConnection(self), listener.host, listener.port,
+                    reuse_address=True, backlog=1024)
+            except OSError as exc:
+                await self.stop()
+                raise OSError(exc.errno, f"cannot listen on {listener.host}:{listener.port}: {exc.strerror}") from exc
+            self._servers.append(server)
+        bound = [s.sockets[0].getsockname()[:2] for s in self._servers]
+        if not self.settings.advertised_listener:
+            # With port 0 the kernel chose the port: advertise the one we really have.
+            self.host, self.port = advertised_address(self.settings, bound[0][1])
+        return bound
+
+    async def stop(self) -> None:
+        """Stop accepting, answer what clients already sent (bounded), close connections."""
+        for server in self._servers:
+            server.close()
+        # Parked JoinGroup/SyncGroup get NOT_COORDINATOR, in-flight commits are persisted and
+        # answered, the offsets partitions are handed over: before connections drain.
+        await self.group_coordinator.stop()
+        connections = list(self.connections)
+        if connections:
+            await asyncio.wait([asyncio.ensure_future(c.drain()) for c in connections], timeout=SHUTDOWN_DRAIN_S)
+        for conn in connections:
+            conn.close()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers.clear()

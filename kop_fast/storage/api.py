@@ -1,39 +1,170 @@
-"""What the server needs from a storage backend (modelled on Tansu's storage trait).
+"""The storage interface: all that `kop_fast.server` knows about where Kafka data lives.
 
-Handlers talk to this interface only; `kop_fast.backend.pulsar` implements it
-on Apache Pulsar. Record batches cross it as opaque bytes.
+Modelled on Tansu's `Storage` trait. The server (connections, handlers, the group
+coordinator's driver) holds a `Storage` and nothing else of the engine:
+`kop_fast.storage.pulsar` implements it on Apache Pulsar (the product), and
+`kop_fast.storage.memory` in memory (a test double for fast handler tests).
+Only the composition root (`kop_fast.app`) picks an implementation.
+
+Record batches cross this interface as opaque bytes: Produce hands a verified
+Kafka v2 batch to `PartitionLog.append_batch`, and a `FetchCursor` hands back
+buffers that, concatenated, are Kafka record batches with their real base
+offsets. Offsets are the engine's to assign; the server only compares them.
+
+Failures are `StorageError`s whose `kind` says what a client can do about them;
+`kop_fast.server.storage_errors` turns kinds into Kafka error codes, in one place.
 """
 
 from __future__ import annotations
 
+import asyncio
+import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, Sequence
 
 
-@dataclass(frozen=True, slots=True)
-class TopicInfo:
-    pulsar_topic: str  # full Pulsar name of the (partitioned) topic
-    partitions: int
-    # False for a plain, non-partitioned Pulsar topic, shown to Kafka as partition 0.
-    partitioned: bool = True
+# -- errors ------------------------------------------------------------------------------------
+class StorageErrorKind(enum.Enum):
+    #: The engine (or this partition's part of it) cannot be reached now; a retry after a
+    #: metadata refresh may succeed.
+    UNAVAILABLE = "unavailable"
+    #: The engine did not answer in time; the outcome is unknown.
+    TIMED_OUT = "timed out"
+    #: The data is larger than the engine accepts.
+    TOO_LARGE = "too large"
+    #: Anything else: the engine refused or failed.
+    FAILED = "failed"
 
 
-class TopicExists(Exception):
-    def __init__(self, info: TopicInfo) -> None:
-        super().__init__(f"topic {info.pulsar_topic} already exists with {info.partitions} partitions")
+class StorageError(Exception):
+    """A storage operation failed; `kind` tells the server how to answer the client."""
+
+    def __init__(self, message: str = "", kind: StorageErrorKind = StorageErrorKind.FAILED) -> None:
+        super().__init__(message or kind.value)
+        self.kind = kind
+
+
+class InvalidTopicName(StorageError, ValueError):
+    """The name is neither a legal Kafka topic name nor a full name of the engine."""
+
+
+class TopicExists(StorageError):
+    def __init__(self, info: "TopicInfo") -> None:
+        super().__init__(f"topic {info.name} already exists with {info.partitions} partitions")
         self.info = info
 
 
-class Backend(Protocol):
+# -- topics ------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class TopicInfo:
+    #: The name Kafka clients see (short inside the configured namespace).
+    name: str
+    partitions: int
+    #: The engine's own, stable name of the topic (Pulsar: `persistent://tenant/ns/name`);
+    #: topic ids are derived from it.
+    storage_name: str
+    #: False when the engine keeps the topic as one log (a plain Pulsar topic), shown as partition 0.
+    partitioned: bool = True
+
+
+# -- partitions --------------------------------------------------------------------------------
+class FetchCursor(Protocol):
+    """One fetch's hold on one partition, from `offset` on; released when the fetch answers."""
+
+    #: The next offset this cursor returns data from (after a take: after what it returned).
+    offset: int
+
+    def take(self, max_bytes: int) -> tuple[list, int]:
+        """What is ready now, at or after `offset`: (buffers, total size). At most `max_bytes`,
+        but at least one whole batch when any is ready. Raises StorageError."""
+
+    def wait(self) -> list[asyncio.Future]:
+        """Futures of which one resolves when `take` may have more (the fetch cancels the rest)."""
+
+    def release(self) -> None:
+        """The fetch is answered: what the cursor holds may serve the next fetch."""
+
+
+class PartitionLog(Protocol):
+    """One Kafka partition."""
+
+    #: The engine's name for this partition (logs; the idempotent-producer table's key).
+    name: str
+
+    @property
+    def high_watermark(self) -> int | None:
+        """The end as last seen by this process (no I/O); None before it is known."""
+
+    def append_batch(self, batch: bytes | memoryview, record_count: int) -> asyncio.Future:
+        """Store one verified Kafka v2 batch; the future gives its base offset once durable.
+
+        A plain function, not a coroutine: batches are stored in the order of the calls
+        (a pipelining idempotent producer relies on that)."""
+
+    async def bounds(self, refresh: bool = False) -> tuple[int, int]:
+        """(log start offset, high watermark); `refresh` asks the engine again (other
+        processes append), otherwise what this process knows may answer."""
+
+    async def earliest_offset(self) -> int:
+        """The log start, for ListOffsets EARLIEST."""
+
+    async def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        """(offset, timestamp) of the first record with a timestamp >= `timestamp`."""
+
+    async def last_record(self) -> tuple[int, int] | None:
+        """(offset, timestamp) of the last record."""
+
+    async def open_fetch(self, offset: int) -> FetchCursor:
+        """A cursor at `offset` (within the bounds); a fetch inside a gap between stored
+        batches starts at the next record."""
+
+
+# -- the group coordinator's log ---------------------------------------------------------------
+class OffsetsLog(Protocol):
+    """One partition of the coordinator's `__consumer_offsets` log: one owner at a time."""
+
+    name: str
+
+    async def acquire_and_replay(self) -> list[tuple[bytes, bytes | None]]:
+        """Become the owner and return every (key, value) record in log order (value None =
+        tombstone). Raises StorageError (another process owns it) or asyncio.TimeoutError;
+        nothing is held after a failure."""
+
+    def owned(self) -> bool:
+        """False once the engine says ownership may be gone (the caller then stops using it)."""
+
+    def append(self, records: Sequence[tuple[bytes, bytes | None]]) -> asyncio.Future:
+        """Append after everything appended before; resolves once all are durable."""
+
+    async def release(self) -> None:
+        """Stop owning (hands the partition to the next process)."""
+
+
+# -- the whole engine --------------------------------------------------------------------------
+class Storage(Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
 
-    async def describe_topic(self, pulsar_topic: str) -> TopicInfo | None:
-        """The topic's partition layout, or None when it does not exist."""
+    def cached_topic(self, name: str) -> TopicInfo | None:
+        """The layout when this process knows it without I/O (the Produce/Fetch fast path)."""
 
-    async def create_topic(self, pulsar_topic: str, partitions: int) -> TopicInfo:
-        """Create the topic; raises TopicExists (with the existing layout) when it exists."""
+    async def describe_topic(self, name: str) -> TopicInfo | None:
+        """The layout of the topic a Kafka client names, or None when it does not exist.
+        Raises InvalidTopicName."""
 
-    def known_topics(self, tenant: str, namespace: str) -> list[TopicInfo]:
-        """Every topic this backend knows of in that namespace."""
+    async def create_topic(self, name: str, partitions: int) -> TopicInfo:
+        """Create it; raises TopicExists (with the existing layout) or InvalidTopicName."""
+
+    async def list_topics(self) -> list[TopicInfo]:
+        """Every topic of the configured namespace, sorted by name."""
+
+    def partition_log(self, topic: TopicInfo, index: int) -> PartitionLog:
+        """Partition `index` (0 <= index < topic.partitions) of the topic."""
+
+    def offsets_log(self, index: int) -> OffsetsLog:
+        """Partition `index` of the group coordinator's offsets log (`--offsets-topic`)."""
+
+    def mirror_commit(self, group_id: str, topic: TopicInfo, partition: int, offset: int) -> None:
+        """A group's commit is durable: let applications of the engine see it (Pulsar: move
+        the subscription named like the group). Never blocks, never fails the commit."""

@@ -105,31 +105,6 @@ def test_round_trip_is_identical_in_every_implementation(data, compression, prod
 
 
 @FUZZ
-@given(headers=headers_strategy)
-def test_headers_properties_round_trip(headers):
-    results = [impl.headers_to_properties(headers) for impl in IMPLS]
-    for impl, props in zip(IMPLS, results):
-        assert props == results[0]
-        assert all(isinstance(k, str) and isinstance(v, str) for k, v in props.items())
-        for k, v in props.items():  # Pulsar properties must be valid UTF-8
-            k.encode("utf-8")
-            v.encode("utf-8")
-        assert impl.properties_to_headers(props) == headers
-        # order of the property map does not matter (Pulsar does not keep it)
-        assert impl.properties_to_headers(dict(sorted(props.items()))) == headers
-        assert impl.properties_to_headers(dict(reversed(list(props.items())))) == headers
-
-
-@FUZZ
-@given(props=st.dictionaries(st.text(max_size=10), st.text(max_size=10), max_size=6))
-def test_any_pulsar_properties_convert(props):
-    for impl in IMPLS:
-        headers = impl.properties_to_headers(props)
-        if not any(k.startswith("__kafka.hdr.") for k in props):
-            assert sorted(headers) == sorted((k, v.encode()) for k, v in props.items())
-
-
-@FUZZ
 @given(
     ledger=st.integers(0, 2**28 - 1),
     entry=st.integers(0, 2**21 - 1),

@@ -5,8 +5,8 @@ import asyncio
 import pytest
 
 from kop_fast import codec
-from kop_fast.backend.entry_cache import CacheBudget, EntryCache
-from kop_fast.backend.partition import KafkaEntry
+from kop_fast.storage.pulsar.entry_cache import CacheBudget, EntryCache
+from kop_fast.storage.pulsar.entries import KafkaEntry
 
 LEDGER = 7
 

@@ -1,4 +1,4 @@
-"""The asyncio driver of the group coordinator, with the Pulsar I/O replaced by an in-memory log.
+"""The asyncio driver of the group coordinator, on a storage whose offsets log the test controls.
 
 Checks what the state machine's tests cannot: waiters resolved only from
 completions, responses held until the write is persisted, timers armed from
@@ -15,9 +15,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from kop_fast.backend.bridge import PulsarError
+from kop_fast.storage.api import StorageError
+from kop_fast.protocol.errors import ErrorCode
 from kop_fast.coordinator import (
-    ErrorCode,
     HeartbeatRequest,
     JoinRequest,
     OffsetCommitPartition,
@@ -30,7 +30,7 @@ from kop_fast.server.group_coordinator import GroupCoordinator
 
 class FakeLog:
     def __init__(self, topic: "FakeTopic", index: int) -> None:
-        self.topic = f"offsets-partition-{index}"
+        self.name = f"offsets-partition-{index}"
         self.owner = topic
         self.index = index
         self.connected = True
@@ -38,11 +38,11 @@ class FakeLog:
 
     async def acquire_and_replay(self):
         if self.owner.fail_acquire:
-            raise PulsarError(None, "held elsewhere")
+            raise StorageError("held elsewhere")
         self.owner.acquired.append(self)
         return list(self.owner.store.setdefault(self.index, []))
 
-    def lock_connected(self) -> bool:
+    def owned(self) -> bool:
         return self.connected
 
     def append(self, records):
@@ -64,8 +64,15 @@ class FakeTopic:
         self.appends: list = []
         self.acquired: list[FakeLog] = []
 
-    def partition(self, index: int) -> FakeLog:
+    # -- the parts of the storage interface the coordinator uses --------------------------------
+    def offsets_log(self, index: int) -> FakeLog:
         return FakeLog(self, index)
+
+    def cached_topic(self, name: str):
+        return None
+
+    def mirror_commit(self, group_id, topic, partition, offset) -> None:
+        raise AssertionError("nothing is mirrored for unknown topics")
 
     def persist_all(self) -> None:
         for index, records, fut in self.appends:
@@ -79,10 +86,8 @@ async def make_coordinator(topic: FakeTopic, *, delay_ms: int = 0, min_session_m
                                group_min_session_timeout_ms=min_session_ms,
                                group_initial_rebalance_delay_ms=delay_ms,
                                kafka_tenant="public", kafka_namespace="default")
-    backend = SimpleNamespace(service_url="pulsar://127.0.0.1:1", bridge=None, cached_topic=lambda name: None)
-    coordinator = GroupCoordinator(SimpleNamespace(settings=settings, backend=backend))
+    coordinator = GroupCoordinator(settings, topic)
     await coordinator.start()
-    coordinator._topic = topic
     return coordinator
 
 
@@ -111,7 +116,7 @@ def test_commit_waits_for_persistence_and_survives_restart():
     async def scenario():
         topic = FakeTopic(auto_persist=False)
         coordinator = await make_coordinator(topic)
-        assert await coordinator.find_coordinator("g") == ErrorCode.NONE
+        assert await coordinator.find_coordinator("g") == ErrorCode.none
         task = asyncio.ensure_future(coordinator.commit_offsets(commit_request("g", 42)))
         await eventually(lambda: topic.appends)
         await asyncio.sleep(0.05)
@@ -120,7 +125,7 @@ def test_commit_waits_for_persistence_and_survives_restart():
         assert fetch.partitions[0].offset == -1  # staged, not visible yet
         topic.persist_all()
         response = await task
-        assert [(p.topic, p.partition, p.error_code) for p in response.partitions] == [("t", 0, ErrorCode.NONE)]
+        assert [(p.topic, p.partition, p.error_code) for p in response.partitions] == [("t", 0, ErrorCode.none)]
         fetch = await coordinator.fetch_offsets(OffsetFetchRequest("g", [("t", 0)]))
         assert fetch.partitions[0].offset == 42
         await coordinator.stop()
@@ -139,10 +144,10 @@ def test_session_timeout_fires_from_the_timer():
     async def scenario():
         coordinator = await make_coordinator(FakeTopic())
         first = await coordinator.join(join_request("g", session_ms=300))
-        assert first.error_code == ErrorCode.NONE
+        assert first.error_code == ErrorCode.none
         member = first.member_id
         sync = await coordinator.sync(SyncRequest("g", first.generation_id, member, [(member, b"a")]))
-        assert sync.error_code == ErrorCode.NONE and sync.assignment == b"a"
+        assert sync.error_code == ErrorCode.none and sync.assignment == b"a"
         [described] = await coordinator.describe_groups(["g"], 5)
         assert described.state == "Stable"
         # Heartbeats keep it alive past one session timeout...
@@ -163,16 +168,16 @@ def test_partition_held_elsewhere_is_not_coordinated_then_retried():
         topic = FakeTopic()
         topic.fail_acquire = True
         coordinator = await make_coordinator(topic)
-        assert await coordinator.find_coordinator("g") == ErrorCode.COORDINATOR_NOT_AVAILABLE
-        assert (await coordinator.join(join_request("g"))).error_code == ErrorCode.NOT_COORDINATOR
+        assert await coordinator.find_coordinator("g") == ErrorCode.coordinator_not_available
+        assert (await coordinator.join(join_request("g"))).error_code == ErrorCode.not_coordinator
         response = await coordinator.commit_offsets(commit_request("g", 1))
-        assert response.partitions[0].error_code == ErrorCode.NOT_COORDINATOR
+        assert response.partitions[0].error_code == ErrorCode.not_coordinator
         # Not retried before LOAD_RETRY_S...
-        assert await coordinator.find_coordinator("g") == ErrorCode.COORDINATOR_NOT_AVAILABLE
+        assert await coordinator.find_coordinator("g") == ErrorCode.coordinator_not_available
         # ...then taken once the other holder is gone.
         topic.fail_acquire = False
-        coordinator.partition_of("g").retry_at = 0
-        assert await coordinator.find_coordinator("g") == ErrorCode.NONE
+        coordinator.offsets_partition_of("g").retry_at = 0
+        assert await coordinator.find_coordinator("g") == ErrorCode.none
         await coordinator.stop()
 
     run(scenario())
@@ -188,13 +193,13 @@ def test_stop_answers_parked_join_and_drains_in_flight_commits():
         await asyncio.sleep(0.05)
         assert not join.done() and not commit.done()
         stop = asyncio.ensure_future(coordinator.stop())
-        assert (await join).error_code == ErrorCode.NOT_COORDINATOR
+        assert (await join).error_code == ErrorCode.not_coordinator
         await asyncio.sleep(0.05)
         assert not stop.done(), "stop must wait for the in-flight commit"
         topic.persist_all()
         await stop
-        assert (await commit).partitions[0].error_code == ErrorCode.NONE
-        assert await coordinator.find_coordinator("x") == ErrorCode.COORDINATOR_NOT_AVAILABLE
+        assert (await commit).partitions[0].error_code == ErrorCode.none
+        assert await coordinator.find_coordinator("x") == ErrorCode.coordinator_not_available
 
     run(scenario())
 
@@ -204,13 +209,13 @@ def test_lost_lock_unloads_and_reloads_from_the_log():
         topic = FakeTopic()
         coordinator = await make_coordinator(topic)
         ok = await coordinator.commit_offsets(commit_request("g", 5))
-        assert ok.partitions[0].error_code == ErrorCode.NONE
+        assert ok.partitions[0].error_code == ErrorCode.none
         topic.acquired[-1].connected = False
         lost = await coordinator.commit_offsets(commit_request("g", 6))
-        assert lost.partitions[0].error_code == ErrorCode.NOT_COORDINATOR
+        assert lost.partitions[0].error_code == ErrorCode.not_coordinator
         await eventually(lambda: topic.acquired[0].released)
         # Next use loads it again from what was persisted.
-        assert await coordinator.find_coordinator("g") == ErrorCode.NONE
+        assert await coordinator.find_coordinator("g") == ErrorCode.none
         fetch = await coordinator.fetch_offsets(OffsetFetchRequest("g", [("t", 0)]))
         assert fetch.partitions[0].offset == 5
         await coordinator.stop()
@@ -218,7 +223,7 @@ def test_lost_lock_unloads_and_reloads_from_the_log():
     run(scenario())
 
 
-@pytest.mark.parametrize("failure", [PulsarError(None, "boom"), asyncio.TimeoutError()])
+@pytest.mark.parametrize("failure", [StorageError("boom"), asyncio.TimeoutError()])
 def test_failed_write_answers_an_error_and_is_completed_once(failure):
     async def scenario():
         topic = FakeTopic(auto_persist=False)
@@ -227,7 +232,7 @@ def test_failed_write_answers_an_error_and_is_completed_once(failure):
         await eventually(lambda: topic.appends)
         topic.appends[0][2].set_exception(failure)
         response = await task
-        assert response.partitions[0].error_code != ErrorCode.NONE
+        assert response.partitions[0].error_code != ErrorCode.none
         fetch = await coordinator.fetch_offsets(OffsetFetchRequest("g", [("t", 0)]))
         assert fetch.partitions[0].offset == -1
         await coordinator.stop()

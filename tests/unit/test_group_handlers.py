@@ -16,11 +16,10 @@ from types import SimpleNamespace
 import pytest
 
 import kop_fast.server.handlers  # noqa: F401 - registers the handlers
-from kop_fast.backend.base import TopicInfo
+from kop_fast.protocol.errors import ErrorCode
 from kop_fast.coordinator import (
     DescribedGroup,
     DescribedMember,
-    ErrorCode,
     HeartbeatResponse,
     JoinResponse,
     JoinResponseMember,
@@ -38,7 +37,10 @@ from kop_fast.coordinator import (
 )
 from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.schemas import encode_entity, request_schema, response_schema
+from kop_fast.config import build_settings
+from kop_fast.server.node import KafkaNode
 from kop_fast.server.registry import REGISTRY
+from kop_fast.storage.memory import MemoryStorage
 
 MS = datetime.timedelta(milliseconds=1)
 
@@ -49,58 +51,58 @@ class StubCoordinator:
 
     async def find_coordinator(self, key):
         self.calls.append(("find", key))
-        return ErrorCode.NONE
+        return ErrorCode.none
 
     async def join(self, req):
         self.calls.append(req)
-        return JoinResponse(ErrorCode.NONE, req.member_id or "m-1", 3, "consumer", "range", "m-1",
+        return JoinResponse(ErrorCode.none, req.member_id or "m-1", 3, "consumer", "range", "m-1",
                             [JoinResponseMember("m-1", None, b"meta")])
 
     async def sync(self, req):
         self.calls.append(req)
-        return SyncResponse(ErrorCode.NONE, b"assignment", "consumer", "range")
+        return SyncResponse(ErrorCode.none, b"assignment", "consumer", "range")
 
     def heartbeat(self, req):
         self.calls.append(req)
-        return HeartbeatResponse(ErrorCode.REBALANCE_IN_PROGRESS)
+        return HeartbeatResponse(ErrorCode.rebalance_in_progress)
 
     async def leave(self, req):
         self.calls.append(req)
-        return LeaveResponse(ErrorCode.NONE, [LeaveMemberResult(m.member_id, m.group_instance_id,
-                                                                ErrorCode.UNKNOWN_MEMBER_ID) for m in req.members])
+        return LeaveResponse(ErrorCode.none, [LeaveMemberResult(m.member_id, m.group_instance_id,
+                                                                ErrorCode.unknown_member_id) for m in req.members])
 
     async def commit_offsets(self, req):
         self.calls.append(req)
-        return OffsetCommitResponse(ErrorCode.NONE, [OffsetCommitPartitionResult(p.topic, p.partition, 0)
+        return OffsetCommitResponse(ErrorCode.none, [OffsetCommitPartitionResult(p.topic, p.partition, 0)
                                                      for p in req.partitions])
 
     async def fetch_offsets(self, req):
         self.calls.append(req)
         if req.group_id == "loading":
-            return OffsetFetchResponse(ErrorCode.COORDINATOR_LOAD_IN_PROGRESS)
-        return OffsetFetchResponse(ErrorCode.NONE, [OffsetFetchPartitionResult("t", 0, 42, 5, "md")])
+            return OffsetFetchResponse(ErrorCode.coordinator_load_in_progress)
+        return OffsetFetchResponse(ErrorCode.none, [OffsetFetchPartitionResult("t", 0, 42, 5, "md")])
 
     async def describe_groups(self, group_ids, version):
-        return [DescribedGroup(ErrorCode.NONE, g, "Stable", "consumer", "range",
+        return [DescribedGroup(ErrorCode.none, g, "Stable", "consumer", "range",
                                [DescribedMember("m-1", "i-1", "c", "/127.0.0.1", b"md", b"as")]) for g in group_ids]
 
     async def list_groups(self, states=None, types=None):
-        return ListGroupsResponse(ErrorCode.NONE, [ListedGroup("g", "consumer", "Stable")])
+        return ListGroupsResponse(ErrorCode.none, [ListedGroup("g", "consumer", "Stable")])
 
     async def delete_groups(self, group_ids):
-        return [(g, ErrorCode.NON_EMPTY_GROUP) for g in group_ids]
+        return [(g, ErrorCode.non_empty_group) for g in group_ids]
 
     async def delete_offsets(self, req):
         self.calls.append(req)
-        return OffsetDeleteResponse(ErrorCode.NONE, [OffsetDeletePartitionResult(t, p, 0) for t, p in req.partitions])
+        return OffsetDeleteResponse(ErrorCode.none, [OffsetDeletePartitionResult(t, p, 0) for t, p in req.partitions])
 
 
 def context(api_key: int, version: int, coordinator):
-    settings = SimpleNamespace(kafka_tenant="public", kafka_namespace="default")
-    backend = SimpleNamespace(cached_topic=lambda name: TopicInfo(name, 3))
-    broker = SimpleNamespace(group_coordinator=coordinator, settings=settings, backend=backend,
-                             node_id=0, host="127.0.0.1", port=9092)
-    return SimpleNamespace(broker=broker, api_version=version, response_schema=response_schema(api_key, version),
+    storage = MemoryStorage()
+    storage.engine.topics["t"] = 3
+    node = KafkaNode(build_settings({"listen": "127.0.0.1:9092"}, environ={}), storage, "cluster")
+    node.group_coordinator = coordinator
+    return SimpleNamespace(node=node, api_version=version, response_schema=response_schema(api_key, version),
                            header=SimpleNamespace(client_id="client"),
                            connection=SimpleNamespace(peer=("127.0.0.1", 5555)))
 

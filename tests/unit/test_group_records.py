@@ -1,4 +1,4 @@
-"""Persistence records: byte layout, round trips, version handling, replay into GroupManager."""
+"""Persistence records: byte layout, round trips, version handling, replay into PartitionGroups."""
 
 from __future__ import annotations
 
@@ -7,19 +7,20 @@ import struct
 import pytest
 
 from kop_fast.coordinator import (
-    ErrorCode,
     GroupConfig,
-    GroupManager,
     GroupState,
     HeartbeatRequest,
     JoinRequest,
     LeaveMember,
+    OffsetAndMetadata,
     OffsetDeleteRequest,
     OffsetFetchRequest,
+    PartitionGroups,
     partition_for,
 )
 from kop_fast.coordinator import records as rec
-from tests.unit.test_group_state import Harness, sub
+from kop_fast.protocol.errors import ErrorCode
+from tests.unit.group_harness import Harness, sub
 
 E = ErrorCode
 
@@ -47,14 +48,14 @@ def test_keys_use_kafkas_layout():
 
 
 def test_offset_commit_value_v3_layout_and_round_trip():
-    v = rec.OffsetCommitValue(offset=42, leader_epoch=7, metadata="m", commit_timestamp_ms=1234)
+    v = OffsetAndMetadata(offset=42, leader_epoch=7, metadata="m", commit_timestamp_ms=1234)
     data = rec.encode_offset_commit_value(v)
     assert data == b"\x00\x03" + struct.pack(">qi", 42, 7) + s16("m") + struct.pack(">q", 1234)
     assert rec.decode_offset_commit_value(data) == v
 
 
 def test_offset_commit_value_with_expiry_is_v1():
-    v = rec.OffsetCommitValue(offset=1, metadata="", commit_timestamp_ms=10, expire_timestamp_ms=99)
+    v = OffsetAndMetadata(offset=1, metadata="", commit_timestamp_ms=10, expire_timestamp_ms=99)
     data = rec.encode_offset_commit_value(v)
     assert data[:2] == b"\x00\x01"
     back = rec.decode_offset_commit_value(data)
@@ -63,9 +64,9 @@ def test_offset_commit_value_with_expiry_is_v1():
 
 def test_older_offset_commit_values_decode():
     v0 = b"\x00\x00" + struct.pack(">q", 5) + s16("x") + struct.pack(">q", 77)
-    assert rec.decode_offset_commit_value(v0) == rec.OffsetCommitValue(5, -1, "x", 77, None)
+    assert rec.decode_offset_commit_value(v0) == OffsetAndMetadata(5, -1, "x", 77, None)
     v2 = b"\x00\x02" + struct.pack(">q", 6) + s16("") + struct.pack(">q", 78)
-    assert rec.decode_offset_commit_value(v2) == rec.OffsetCommitValue(6, -1, "", 78, None)
+    assert rec.decode_offset_commit_value(v2) == OffsetAndMetadata(6, -1, "", 78, None)
 
 
 def test_group_metadata_value_round_trip():
@@ -126,7 +127,7 @@ def test_unknown_newer_versions_raise_a_clear_error():
 
 
 def test_corrupt_records_raise_decode_errors():
-    good = rec.encode_offset_commit_value(rec.OffsetCommitValue(1, 2, "meta", 3))
+    good = rec.encode_offset_commit_value(OffsetAndMetadata(1, 2, "meta", 3))
     with pytest.raises(rec.RecordDecodeError, match="truncated"):
         rec.decode_offset_commit_value(good[:-1])
     with pytest.raises(rec.RecordDecodeError, match="trailing"):
@@ -154,10 +155,10 @@ def test_partition_for_matches_kafka_placement():
 # ===================================================================================== replay
 
 
-def _replayed(h: Harness, **config) -> GroupManager:
-    mgr = GroupManager(GroupConfig(**config))
-    mgr.load(h.log, h.now)
-    return mgr
+def _replayed(h: Harness, **config) -> PartitionGroups:
+    groups = PartitionGroups(GroupConfig(**config))
+    groups.load(h.log, h.now)
+    return groups
 
 
 def test_replay_restores_stable_group_and_offsets():
@@ -173,49 +174,49 @@ def test_replay_restores_stable_group_and_offsets():
     h.commit({("t1", 0): (12, 4, "y")}, generation=1, member_id=b_id)  # later record overrides
     h.commit({("s", 0): 99}, group="simple")
 
-    mgr = _replayed(h)
-    g = mgr.get("g")
+    groups = _replayed(h)
+    g = groups.get("g")
     assert g.state is GroupState.STABLE and g.generation_id == 1
     assert (g.protocol_type, g.protocol_name, g.leader_id) == ("consumer", "range", a)
     assert g.static_members == {"i-a": a}
-    assert mgr.describe_group("g") == h.mgr.describe_group("g")
-    assert mgr.fetch_offsets(OffsetFetchRequest("g")) == h.mgr.fetch_offsets(OffsetFetchRequest("g"))
-    fetched = mgr.fetch_offsets(OffsetFetchRequest("g")).partitions
+    assert groups.describe_group("g") == h.partition.describe_group("g")
+    assert groups.fetch_offsets(OffsetFetchRequest("g")) == h.partition.fetch_offsets(OffsetFetchRequest("g"))
+    fetched = groups.fetch_offsets(OffsetFetchRequest("g")).partitions
     got = {(p.topic, p.partition): (p.offset, p.leader_epoch, p.metadata) for p in fetched}
     assert got == {("t1", 0): (12, 4, "y"), ("t1", 1): (11, -1, "")}
-    simple = mgr.get("simple")
+    simple = groups.get("simple")
     assert simple.state is GroupState.EMPTY and simple.generation_id == 0 and simple.protocol_type is None
-    assert mgr.fetch_offsets(OffsetFetchRequest("simple", [("s", 0)])).partitions[0].offset == 99
+    assert groups.fetch_offsets(OffsetFetchRequest("simple", [("s", 0)])).partitions[0].offset == 99
 
     # Restored members are live: the static one rejoins without a rebalance...
     w = h.waiter("j")
-    out = mgr.join(
+    out = groups.join(
         JoinRequest("g", "", "ca", "/h", 20_000, 30_000, "consumer", [("range", sub("t1"))], group_instance_id="i-a"),
         w,
         h.now,
     )
     assert [type(x).__name__ for x in out.writes] == ["PendingWrite"] and out.completions == []
-    resp = mgr.complete_write(out.writes[0], E.NONE, h.now).response_for(w)
-    assert resp.error_code == E.NONE and resp.generation_id == 1
-    assert mgr.get("g").state is GroupState.STABLE
+    resp = groups.complete_write(out.writes[0], E.none, h.now).response_for(w)
+    assert resp.error_code == E.none and resp.generation_id == 1
+    assert groups.get("g").state is GroupState.STABLE
     # ... and members that never come back expire after their session timeout.
     new_a = resp.member_id
-    hb = mgr.heartbeat(HeartbeatRequest("g", 1, new_a, "i-a"), h.now + 10_000)
-    assert hb.error_code == E.NONE
-    mgr.tick(h.now + 20_000)
-    g = mgr.get("g")
+    hb = groups.heartbeat(HeartbeatRequest("g", 1, new_a, "i-a"), h.now + 10_000)
+    assert hb.error_code == E.none
+    groups.tick(h.now + 20_000)
+    g = groups.get("g")
     assert list(g.members) == [new_a] and g.state is GroupState.PREPARING_REBALANCE
 
 
 def test_replay_of_a_silent_group_ends_empty_after_session_timeouts():
     h = Harness()
     (a, b), gen = h.stable_group(2, session=10_000)
-    mgr = _replayed(h)
-    assert mgr.get("g").state is GroupState.STABLE and set(mgr.get("g").members) == {a, b}
+    groups = _replayed(h)
+    assert groups.get("g").state is GroupState.STABLE and set(groups.get("g").members) == {a, b}
     t = h.now
-    assert mgr.next_deadline_ms() == t + 10_000
-    out = mgr.tick(t + 10_000)
-    g = mgr.get("g")
+    assert groups.next_deadline_ms() == t + 10_000
+    out = groups.tick(t + 10_000)
+    g = groups.get("g")
     assert g.state is GroupState.EMPTY and g.members == {} and g.generation_id == gen + 1
     [write] = out.writes  # the Empty metadata is persisted
     assert rec.decode_record(write.records[0])[1].members == ()
@@ -227,45 +228,45 @@ def test_replay_applies_tombstones():
     h.commit({("t1", 0): 1, ("t1", 1): 2}, generation=gen, member_id=a)
     h.leave(LeaveMember(a))
     w = h.waiter("od")
-    h.dispatch(h.mgr.delete_offsets(OffsetDeleteRequest("g", [("t1", 0)]), w, h.now))
-    mgr = _replayed(h)
-    g = mgr.get("g")
+    h.dispatch(h.partition.delete_offsets(OffsetDeleteRequest("g", [("t1", 0)]), w, h.now))
+    groups = _replayed(h)
+    g = groups.get("g")
     assert g.state is GroupState.EMPTY and g.generation_id == gen + 1
     assert dict(g.offsets.items()).keys() == {("t1", 1)}
     # Empty since when? The persisted state timestamp survives, so KIP-211 retention does too.
     assert g.state_timestamp_ms == h.group().state_timestamp_ms
 
     w = h.waiter("del")
-    h.dispatch(h.mgr.delete_groups(["g"], w, h.now))
-    assert h.answer(w).results[0].error_code == E.NONE
-    mgr = _replayed(h)
-    assert "g" not in mgr and len(mgr) == 0
+    h.dispatch(h.partition.delete_groups(["g"], w, h.now))
+    assert h.answer(w).results[0].error_code == E.none
+    groups = _replayed(h)
+    assert "g" not in groups and len(groups) == 0
 
 
 def test_group_tombstone_leaves_undeleted_offsets_in_an_offsets_only_group():
     records = [
         rec.group_metadata_record("g", rec.GroupMetadataValue("consumer", 3, None, None, 5, ())),
-        rec.offset_commit_record("g", "t", 0, rec.OffsetCommitValue(7, -1, "", 5)),
+        rec.offset_commit_record("g", "t", 0, OffsetAndMetadata(7, -1, "", 5)),
         rec.group_metadata_record("g", None),
     ]
-    mgr = GroupManager()
-    res = mgr.load(records, 1000)
-    g = mgr.get("g")
+    groups = PartitionGroups()
+    res = groups.load(records, 1000)
+    g = groups.get("g")
     assert (res.groups, res.offsets) == (1, 1)
     assert g.generation_id == 0 and g.protocol_type is None and g.offsets.get(("t", 0)).offset == 7
 
 
 def test_replay_skips_unknown_key_versions_but_refuses_unknown_value_versions():
-    good = rec.offset_commit_record("g", "t", 0, rec.OffsetCommitValue(1, -1, "", 5))
+    good = rec.offset_commit_record("g", "t", 0, OffsetAndMetadata(1, -1, "", 5))
     unknown_key = (b"\x00\x05" + s16("g"), b"whatever")
-    mgr = GroupManager()
-    res = mgr.load([good, unknown_key], 1000)
+    groups = PartitionGroups()
+    res = groups.load([good, unknown_key], 1000)
     assert res.skipped_records == 1 and res.offsets == 1
     bad_value = (rec.encode_offset_commit_key("h", "t", 0), b"\x00\x07" + b"\x00" * 8)
     with pytest.raises(rec.UnknownRecordVersionError):
-        GroupManager().load([bad_value], 1000)
+        PartitionGroups().load([bad_value], 1000)
     with pytest.raises(ValueError, match="already loaded"):
-        mgr.load([good], 1000)
+        groups.load([good], 1000)
 
 
 def test_loaded_empty_group_expires_from_its_persisted_empty_time():
@@ -276,9 +277,9 @@ def test_loaded_empty_group_expires_from_its_persisted_empty_time():
     h.leave(LeaveMember(a))
     empty_since = h.now
     h.clock.advance(retention - 1000)
-    mgr = _replayed(h, offsets_retention_ms=retention)  # restarted shortly before expiry
-    assert mgr.expire_offsets(h.now).writes == []
-    out = mgr.expire_offsets(empty_since + retention)
+    groups = _replayed(h, offsets_retention_ms=retention)  # restarted shortly before expiry
+    assert groups.expire_offsets(h.now).writes == []
+    out = groups.expire_offsets(empty_since + retention)
     decoded = [rec.decode_record(r) for w in out.writes for r in w.records]
     assert decoded == [(rec.OffsetCommitKey("g", "t1", 0), None), (rec.GroupMetadataKey("g"), None)]
-    assert "g" not in mgr
+    assert "g" not in groups

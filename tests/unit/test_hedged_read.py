@@ -1,4 +1,4 @@
-"""kop_fast.backend.partition.hedged: a one-off read that pulsar-lite stalls gets a second reader."""
+"""kop_fast.storage.pulsar.one_off.hedged: a one-off read that pulsar-lite stalls gets a second reader."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from kop_fast.backend.partition import hedged
+from kop_fast.storage.pulsar.one_off import hedged
 
 STALL = None
 

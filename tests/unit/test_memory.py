@@ -12,7 +12,7 @@ pytestmark = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc
 # minor page faults that took.
 PROGRAM = """
 import os, resource, sys
-from kop_fast.server.memory import tune_allocator
+from kop_fast.allocator import tune_allocator
 if sys.argv[1] == "tuned":
     assert tune_allocator(reserve_bytes=64 << 20)
 src = os.urandom(800_000)

@@ -2,7 +2,7 @@ import struct
 
 import pytest
 
-from kop_fast.backend.naming import InvalidTopicName, TopicNaming, partition_topic, split_partition_topic
+from kop_fast.storage.pulsar.naming import InvalidTopicName, TopicNaming, partition_topic, split_partition_topic
 from kop_fast.protocol.errors import MalformedRequest
 from kop_fast.protocol.headers import parse_request_header, response_header, skip_tagged_fields
 from kop_fast.protocol.schemas import decode_request, encode_request, request_schema

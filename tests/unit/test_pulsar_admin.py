@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from kop_fast.backend.pulsar_admin import PulsarAdmin, PulsarAdminError
+from kop_fast.storage.pulsar.admin import PulsarAdmin, PulsarAdminError
 
 
 class _AdminHandler(BaseHTTPRequestHandler):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import struct
 
 from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.errors import ErrorCode
@@ -13,15 +12,10 @@ API_KEY = 18
 _ZERO = datetime.timedelta(0)
 
 
-def unsupported_version_response(min_version: int, max_version: int) -> bytes:
-    """ApiVersions v0 body with UNSUPPORTED_VERSION and our ApiVersions range (KIP-511)."""
-    return struct.pack(">hihhh", ErrorCode.unsupported_version, 1, API_KEY, min_version, max_version)
-
-
 @api(API_KEY, 0, 3)
 def handle_api_versions(ctx, request):
     schema = ctx.response_schema
     api_version = sibling(schema, "ApiVersion")
     keys = tuple(api_version(api_key=k, min_version=lo, max_version=hi)
-                 for k, lo, hi in ctx.broker.registry.supported())
+                 for k, lo, hi in ctx.node.registry.supported())
     return make(schema, error_code=ErrorCode.none, api_keys=keys, throttle_time=_ZERO)

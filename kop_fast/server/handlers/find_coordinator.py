@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 
-from kop_fast.coordinator import ErrorCode as CoordinatorError
 from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.errors import ErrorCode
 from kop_fast.server.group_coordinator import coordinator_of, kafka_error
@@ -29,15 +28,15 @@ async def _lookup(ctx, key_type: int, key: str) -> tuple[ErrorCode, str | None]:
     if key_type != KEY_TYPE_GROUP:
         return ErrorCode.invalid_request, f"unknown coordinator key type {key_type}"
     code = await coordinator_of(ctx).find_coordinator(key)
-    if code == CoordinatorError.NONE:
+    if code == ErrorCode.none:
         return ErrorCode.none, None
     return kafka_error(code), "the group's coordinator partition is not available here"
 
 
 def _where(ctx, error: ErrorCode) -> dict:
-    broker = ctx.broker
+    node = ctx.node
     if error == ErrorCode.none:
-        return {"node_id": broker.node_id, "host": broker.host, "port": broker.port}
+        return {"node_id": node.node_id, "host": node.host, "port": node.port}
     return {"node_id": -1, "host": "", "port": -1}
 
 

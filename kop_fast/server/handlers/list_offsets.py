@@ -14,7 +14,7 @@ from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.errors import ErrorCode
 from kop_fast.server.registry import api
 from kop_fast.server.storage_errors import storage_error_code
-from kop_fast.server.topics import cached_topic, resolve_topic
+from kop_fast.server.topics import existing_topic
 
 log = logging.getLogger("kop_fast.list_offsets")
 
@@ -25,31 +25,29 @@ MAX_TIMESTAMP = -3
 _ZERO = datetime.timedelta(0)
 
 
-async def _lookup(broker, name: str, index: int, timestamp: int) -> tuple[ErrorCode, int, int]:
+async def _lookup(node, name: str, index: int, timestamp: int) -> tuple[ErrorCode, int, int]:
     """(error, timestamp, offset) for one partition."""
-    info = cached_topic(broker, name)
-    if info is None:
-        _, info = await resolve_topic(broker, name, auto_create=False)
+    info = await existing_topic(node, name)
     if info is None or not 0 <= index < info.partitions:
         return ErrorCode.unknown_topic_or_partition, -1, -1
-    log_ = broker.backend.partition(info, index)
+    partition = node.storage.partition_log(info, index)
     try:
         if timestamp == EARLIEST:
             # Every consumer that starts from the beginning waits for this answer (and its
-            # first Fetch waits behind it on the connection): settled, it costs no Pulsar call.
-            return ErrorCode.none, -1, await log_.earliest_offset()
-        # Other processes may have appended: the end is read from Pulsar again.
-        log_start, hwm = await log_.bounds(refresh=timestamp == LATEST)
+            # first Fetch waits behind it on the connection): the storage answers it from memory when it can.
+            return ErrorCode.none, -1, await partition.earliest_offset()
+        # Other processes may have appended: the end is read from the storage again.
+        log_start, hwm = await partition.bounds(refresh=timestamp == LATEST)
         if timestamp == LATEST:
             return ErrorCode.none, -1, hwm
         if timestamp == MAX_TIMESTAMP:
             # The last record stands in for the one with the largest timestamp
             # (they are the same when producers' clocks move forward).
-            found = await log_.last_record()
+            found = await partition.last_record()
         else:
-            found = await log_.offset_for_timestamp(timestamp)
+            found = await partition.offset_for_timestamp(timestamp)
     except Exception as exc:
-        log.warning("ListOffsets on %s failed: %r", log_.topic, exc)
+        log.warning("ListOffsets on %s failed: %r", partition.name, exc)
         return storage_error_code(exc), -1, -1
     if found is None:
         return ErrorCode.none, -1, -1
@@ -59,12 +57,12 @@ async def _lookup(broker, name: str, index: int, timestamp: int) -> tuple[ErrorC
 
 @api(API_KEY, 0, 7)
 async def handle_list_offsets(ctx, request):
-    broker = ctx.broker
+    node = ctx.node
     schema = ctx.response_schema
     topic_cls = sibling(schema, "ListOffsetsTopicResponse")
     partition_cls = sibling(schema, "ListOffsetsPartitionResponse")
     plan = [(t.name, p.partition_index, p.timestamp) for t in request.topics for p in t.partitions]
-    results = await asyncio.gather(*(_lookup(broker, *item) for item in plan))
+    results = await asyncio.gather(*(_lookup(node, *item) for item in plan))
     by_topic: dict[str, list] = {}
     for (name, index, _), (error, ts, offset) in zip(plan, results):
         by_topic.setdefault(name, []).append(

@@ -1,19 +1,17 @@
-"""Metadata (key 3): this process is the only broker and leads every partition; topics come from Pulsar."""
+"""Metadata (key 3): this process is the only broker and leads every partition; topics come from the storage."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime
-import logging
 import uuid
 
-from kop_fast.backend.base import TopicInfo
 from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.errors import ErrorCode
 from kop_fast.server.registry import api
-from kop_fast.server.topics import naming, resolve_topic
+from kop_fast.server.topics import resolve_topic
+from kop_fast.storage.api import TopicInfo
 
-log = logging.getLogger("kop_fast.metadata")
 
 API_KEY = 3
 _ZERO = datetime.timedelta(0)
@@ -22,38 +20,37 @@ _TOPIC_ID_NAMESPACE = uuid.UUID("0b7e4a53-7f4c-4a35-9d55-6b6f0e2a9c11")
 _AUTHORIZED_OPS_UNKNOWN = -(2**31)
 
 
-def topic_id(pulsar_topic: str) -> uuid.UUID:
-    return uuid.uuid5(_TOPIC_ID_NAMESPACE, pulsar_topic)
+def topic_id(info: TopicInfo) -> uuid.UUID:
+    return uuid.uuid5(_TOPIC_ID_NAMESPACE, info.storage_name)
 
 
-def _topic_entry(schema, broker, name: str, error: ErrorCode, info: TopicInfo | None):
+def _topic_entry(schema, node, name: str, error: ErrorCode, info: TopicInfo | None):
     topic_cls = sibling(schema, "MetadataResponseTopic")
     partition_cls = sibling(schema, "MetadataResponsePartition")
     partitions = ()
     if info is not None:
-        node = broker.node_id
+        leader = node.node_id
         partitions = tuple(
-            make(partition_cls, error_code=ErrorCode.none, partition_index=i, leader_id=node,
-                 leader_epoch=-1, replica_nodes=(node,), isr_nodes=(node,), offline_replicas=())
+            make(partition_cls, error_code=ErrorCode.none, partition_index=i, leader_id=leader,
+                 leader_epoch=-1, replica_nodes=(leader,), isr_nodes=(leader,), offline_replicas=())
             for i in range(info.partitions)
         )
     return make(topic_cls, error_code=error, name=name,
-                topic_id=topic_id(info.pulsar_topic) if info else uuid.UUID(int=0),
+                topic_id=topic_id(info) if info else uuid.UUID(int=0),
                 is_internal=False, partitions=partitions,
                 topic_authorized_operations=_AUTHORIZED_OPS_UNKNOWN)
 
 
-def _find_by_id(broker, wanted) -> TopicInfo | None:
-    ns = naming(broker)
-    for info in broker.backend.known_topics(ns.tenant, ns.namespace):
-        if topic_id(info.pulsar_topic) == wanted:
+async def _find_by_id(node, wanted) -> TopicInfo | None:
+    for info in await node.storage.list_topics():
+        if topic_id(info) == wanted:
             return info
     return None
 
 
 @api(API_KEY, 0, 12)
 async def handle_metadata(ctx, request):
-    broker = ctx.broker
+    node = ctx.node
     schema = ctx.response_schema
     version = ctx.api_version
     requested = request.topics
@@ -63,31 +60,25 @@ async def handle_metadata(ctx, request):
     auto_create = getattr(request, "allow_auto_topic_creation", True)
     entries = []
     if all_topics:
-        ns = naming(broker)
-        try:
-            await broker.backend.refresh_admin_topics(ns.tenant, ns.namespace)
-        except Exception as exc:  # the admin API is optional help: answer with what we know
-            log.warning("listing partitioned topics through the admin API failed: %s", exc)
-        for info in sorted(broker.backend.known_topics(ns.tenant, ns.namespace), key=lambda i: i.pulsar_topic):
-            entries.append(_topic_entry(schema, broker, ns.kafka_name(info.pulsar_topic), ErrorCode.none, info))
+        for info in await node.storage.list_topics():
+            entries.append(_topic_entry(schema, node, info.name, ErrorCode.none, info))
     else:
         names = [t.name for t in requested]
-        results = await asyncio.gather(*(resolve_topic(broker, n, auto_create) for n in names if n is not None))
+        results = await asyncio.gather(*(resolve_topic(node, n, auto_create) for n in names if n is not None))
         results.reverse()
         for topic in requested:
             if topic.name is None:  # v10+: asked by topic id, which we only know for known topics
-                info = _find_by_id(broker, getattr(topic, "topic_id", None))
+                info = await _find_by_id(node, getattr(topic, "topic_id", None))
                 if info is None:
                     entries.append(make(sibling(schema, "MetadataResponseTopic"), error_code=ErrorCode.unknown_topic_id,
                                         name=None, topic_id=topic.topic_id, partitions=()))
                 else:
-                    kafka_name = naming(broker).kafka_name(info.pulsar_topic)
-                    entries.append(_topic_entry(schema, broker, kafka_name, ErrorCode.none, info))
+                    entries.append(_topic_entry(schema, node, info.name, ErrorCode.none, info))
                 continue
             error, info = results.pop()
-            entries.append(_topic_entry(schema, broker, topic.name, error, info))
+            entries.append(_topic_entry(schema, node, topic.name, error, info))
     broker_cls = sibling(schema, "MetadataResponseBroker")
-    brokers = (make(broker_cls, node_id=broker.node_id, host=broker.host, port=broker.port, rack=None),)
-    return make(schema, throttle_time=_ZERO, brokers=brokers, cluster_id=broker.cluster_id,
-                controller_id=broker.node_id, topics=tuple(entries),
+    brokers = (make(broker_cls, node_id=node.node_id, host=node.host, port=node.port, rack=None),)
+    return make(schema, throttle_time=_ZERO, brokers=brokers, cluster_id=node.cluster_id,
+                controller_id=node.node_id, topics=tuple(entries),
                 cluster_authorized_operations=_AUTHORIZED_OPS_UNKNOWN)

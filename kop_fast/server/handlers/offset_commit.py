@@ -14,24 +14,24 @@ from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.errors import ErrorCode
 from kop_fast.server.group_coordinator import coordinator_of, kafka_error, millis
 from kop_fast.server.registry import api
-from kop_fast.server.topics import cached_topic, resolve_topic
+from kop_fast.server.topics import resolve_topic
 
 API_KEY = 8
 _ZERO = datetime.timedelta(0)
 
 
-async def partition_counts(broker, names) -> dict[str, int]:
+async def partition_counts(node, names) -> dict[str, int]:
     """Partition count of each named topic; 0 when the topic does not exist (no auto-creation)."""
     counts: dict[str, int] = {}
     missing = []
     for name in dict.fromkeys(names):
-        info = cached_topic(broker, name)
+        info = node.storage.cached_topic(name)
         if info is not None:
             counts[name] = info.partitions
         else:
             missing.append(name)
     if missing:
-        found = await asyncio.gather(*(resolve_topic(broker, n, auto_create=False) for n in missing),
+        found = await asyncio.gather(*(resolve_topic(node, n, auto_create=False) for n in missing),
                                      return_exceptions=True)
         for name, result in zip(missing, found):
             info = None if isinstance(result, BaseException) else result[1]
@@ -52,7 +52,7 @@ def group_by_topic(schema, topic_class: str, partition_class: str, results, **pa
 
 @api(API_KEY, 0, 8)
 async def handle_offset_commit(ctx, request):
-    counts = await partition_counts(ctx.broker, [t.name for t in request.topics])
+    counts = await partition_counts(ctx.node, [t.name for t in request.topics])
     retention_ms = millis(getattr(request, "retention_time", None))
     valid = []
     errors: dict[tuple[str, int], int] = {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 
-from kop_fast.coordinator import ErrorCode as CoordinatorError
 from kop_fast.coordinator import OffsetDeleteRequest
 from kop_fast.protocol.errors import ErrorCode
 from kop_fast.protocol.build import make
@@ -19,7 +18,7 @@ _ZERO = datetime.timedelta(0)
 @api(API_KEY, 0, 0)
 async def handle_offset_delete(ctx, request):
     schema = ctx.response_schema
-    counts = await partition_counts(ctx.broker, [t.name for t in request.topics])
+    counts = await partition_counts(ctx.node, [t.name for t in request.topics])
     order = list(dict.fromkeys((t.name, p.partition_index) for t in request.topics for p in t.partitions))
     errors: dict[tuple[str, int], int] = {}
     valid = []
@@ -30,7 +29,7 @@ async def handle_offset_delete(ctx, request):
             errors[(t, p)] = ErrorCode.unknown_topic_or_partition
     response = await coordinator_of(ctx).delete_offsets(
         OffsetDeleteRequest(group_id=request.group_id, partitions=valid))
-    if response.error_code != CoordinatorError.NONE:
+    if response.error_code != ErrorCode.none:
         # A group-level error (GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, NOT_COORDINATOR...): no partitions.
         return make(schema, error_code=kafka_error(response.error_code), throttle_time=_ZERO, topics=())
     for r in response.partitions:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 
-from kop_fast.coordinator import ErrorCode as CoordinatorError
 from kop_fast.coordinator import OffsetFetchPartitionResult, OffsetFetchRequest
+from kop_fast.protocol.errors import ErrorCode
 from kop_fast.protocol.build import make, sibling
 from kop_fast.server.group_coordinator import coordinator_of, kafka_error
 from kop_fast.server.registry import api
@@ -50,7 +50,7 @@ async def handle_offset_fetch(ctx, request):
         group_cls = sibling(schema, "OffsetFetchResponseGroup")
         out = []
         for g, response in zip(groups, responses):
-            partitions = response.partitions if response.error_code == CoordinatorError.NONE else []
+            partitions = response.partitions if response.error_code == ErrorCode.none else []
             out.append(make(group_cls, group_id=g.group_id, error_code=kafka_error(response.error_code),
                             topics=_topics(schema, "OffsetFetchResponseTopics", "OffsetFetchResponsePartitions",
                                            partitions)))
@@ -59,7 +59,7 @@ async def handle_offset_fetch(ctx, request):
     requested = _requested(request.topics)
     response = await _fetch(ctx, request.group_id, requested, require_stable)
     partitions = response.partitions
-    if response.error_code != CoordinatorError.NONE:
+    if response.error_code != ErrorCode.none:
         if version < 2:
             # No top-level error before v2: every requested partition carries it.
             partitions = [OffsetFetchPartitionResult(t, p, error_code=response.error_code)

@@ -1,10 +1,9 @@
-"""Produce (key 0) v3-v9: verify each batch, store it in Pulsar, answer with the packed offset.
+"""Produce (key 0) v3-v9: verify each batch, hand it to the storage, answer with its base offset.
 
-Nothing is acknowledged before Pulsar has persisted it. The handler is a plain
-function up to the point where every batch has been handed to its partition's
-producer, so batches are stored in the order requests arrived (a pipelining
-idempotent producer relies on that); only the wait for Pulsar's receipts is
-asynchronous.
+Nothing is acknowledged before the storage has made it durable. The handler is a plain
+function up to the point where every batch has been handed to its partition, so
+batches are stored in the order requests arrived (a pipelining idempotent producer
+relies on that); only the wait for the storage's receipts is asynchronous.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import logging
 
 from kop_fast import codec
 from kop_fast.producer_state import SequenceCheck
+from kop_fast.protocol.encoded import EncodedResponse
 from kop_fast.protocol.errors import ErrorCode
 from kop_fast.protocol.produce_wire import (
     MAX_VERSION,
@@ -21,10 +21,9 @@ from kop_fast.protocol.produce_wire import (
     decode_produce_request,
     encode_produce_response,
 )
-from kop_fast.server.connection import EncodedResponse
 from kop_fast.server.registry import api
 from kop_fast.server.storage_errors import storage_error_code
-from kop_fast.server.topics import cached_topic, resolve_topic
+from kop_fast.server.topics import resolve_topic
 
 log = logging.getLogger("kop_fast.produce")
 
@@ -40,7 +39,7 @@ _SEQUENCE_ERRORS = {
 }
 
 
-def _store(broker, info, index: int, records) -> asyncio.Future | tuple[ErrorCode, int]:
+def _store(node, info, index: int, records) -> asyncio.Future | tuple[ErrorCode, int]:
     """Verify and submit one partition's batch; an immediate (error, offset) or a future of one."""
     if not 0 <= index < info.partitions:
         return ErrorCode.unknown_topic_or_partition, -1
@@ -49,7 +48,7 @@ def _store(broker, info, index: int, records) -> asyncio.Future | tuple[ErrorCod
     try:
         batches = codec.batch_infos(records)
     except codec.CorruptRecordError as exc:
-        log.info("rejecting corrupt batch for %s[%d]: %s", info.pulsar_topic, index, exc)
+        log.info("rejecting corrupt batch for %s[%d]: %s", info.name, index, exc)
         return ErrorCode.corrupt_message, -1
     if len(batches) != 1:  # Produce v3+ carries exactly one v2 batch per partition
         return ErrorCode.invalid_record, -1
@@ -58,49 +57,23 @@ def _store(broker, info, index: int, records) -> asyncio.Future | tuple[ErrorCod
     if count < 1 or last_delta != count - 1 or attributes & (_ATTR_TRANSACTIONAL | _ATTR_CONTROL):
         # Offsets inside a stored batch must be exactly base+0..n-1; transactions are not supported.
         return ErrorCode.invalid_record, -1
-    partition_log = broker.backend.partition(info, index)
-    producers = broker.producer_state
-    check, cached_offset = producers.check(partition_log.topic, producer_id, producer_epoch, base_sequence, count)
+    partition = node.storage.partition_log(info, index)
+    producers = node.producer_state
+    check, cached_offset = producers.check(partition.name, producer_id, producer_epoch, base_sequence, count)
     if check == SequenceCheck.DUPLICATE_OF_RECENT:
         return ErrorCode.none, cached_offset
     if check != SequenceCheck.ACCEPT:
         return _SEQUENCE_ERRORS[check], -1
-    handle = producers.begin(partition_log.topic, producer_id, producer_epoch, base_sequence, count)
-
-    # Records one entry can hold: index values 0..max_index.
-    capacity = codec.get_offset_layout().max_index + 1
-    # `records` is a view of the request frame; the one copy taken here is what pulsar-client
-    # is handed and what the entry cache keeps (it must not pin the whole frame).
-    if broker.settings.entry_format == "kafka":
-        if count <= capacity:
-            stored = partition_log.append_kafka_batch(bytes(records), count)
-        else:
-            # Never truncate: split so each stored entry fits the offset index space. A full
-            # entry spans exactly `capacity` offsets, so when the parts land in consecutive
-            # entries of one ledger the records keep the offsets base+i the client computes.
-            parts = codec.split_batch(bytes(records), capacity)
-            stored = _all_stored([partition_log.append_kafka_batch(p, codec.verify_batches(p)[1])
-                                  for p in parts])
-    else:
-        decoded = codec.decode_batches(records)[0].records
-        if len(decoded) <= capacity:
-            # The batch as sent is also how Fetch may show this entry (the entry cache).
-            stored = partition_log.append_native(decoded, bytes(records))
-        else:
-            stored = _all_stored([partition_log.append_native(decoded[i:i + capacity])
-                                  for i in range(0, len(decoded), capacity)])
-
+    handle = producers.begin(partition.name, producer_id, producer_epoch, base_sequence, count)
+    stored = partition.append_batch(records, count)
     result = asyncio.get_running_loop().create_future()
 
     def done(fut: asyncio.Future) -> None:
         exc = fut.exception()
         if exc is not None:
-            producers.forget(partition_log.topic, producer_id)
-            code = storage_error_code(exc)
-            if code != ErrorCode.request_timed_out:
-                partition_log.producer_failed()
-            log.warning("storing a batch in %s failed: %r", partition_log.topic, exc)
-            result.set_result((code, -1))
+            producers.forget(partition.name, producer_id)
+            log.warning("storing a batch in %s failed: %r", partition.name, exc)
+            result.set_result((storage_error_code(exc), -1))
         else:
             producers.persisted(handle, fut.result())
             result.set_result((ErrorCode.none, fut.result()))
@@ -109,43 +82,26 @@ def _store(broker, info, index: int, records) -> asyncio.Future | tuple[ErrorCod
     return result
 
 
-def _all_stored(futures: list) -> asyncio.Future:
-    """One future for a batch stored in several entries: the first base offset, once all persisted."""
-    if len(futures) == 1:
-        return futures[0]
-    combined = asyncio.gather(*futures)
-    result = asyncio.get_running_loop().create_future()
-
-    def done(fut: asyncio.Future) -> None:
-        if fut.exception() is not None:
-            result.set_exception(fut.exception())
-        else:
-            result.set_result(fut.result()[0])
-
-    combined.add_done_callback(done)
-    return result
-
-
-async def _resolve_then_store(broker, name: str, index: int, records):
-    error, info = await resolve_topic(broker, name, auto_create=True)
+async def _resolve_then_store(node, name: str, index: int, records):
+    error, info = await resolve_topic(node, name, auto_create=True)
     if info is None:
         return error, -1
-    outcome = _store(broker, info, index, records)
+    outcome = _store(node, info, index, records)
     return await outcome if isinstance(outcome, asyncio.Future) else outcome
 
 
 @api(API_KEY, MIN_VERSION, MAX_VERSION, decode=decode_produce_request)
 def handle_produce(ctx, request):
-    broker = ctx.broker
+    node = ctx.node
     outcomes = []  # (topic, partition, outcome)
     for topic in request.topic_data:
-        info = cached_topic(broker, topic.name)
+        info = node.storage.cached_topic(topic.name)
         for partition in topic.partition_data:
             if info is not None:
-                outcome = _store(broker, info, partition.index, partition.records)
+                outcome = _store(node, info, partition.index, partition.records)
             else:
                 outcome = asyncio.ensure_future(
-                    _resolve_then_store(broker, topic.name, partition.index, partition.records))
+                    _resolve_then_store(node, topic.name, partition.index, partition.records))
             outcomes.append((topic.name, partition.index, outcome))
     if request.acks == 0:
         # Kafka sends no response to acks=0; failures can only be logged.

@@ -16,12 +16,34 @@ from typing import Any, Callable
 import _pulsar
 import pulsar
 
+from kop_fast.storage.api import StorageError, StorageErrorKind
 
-class PulsarError(Exception):
+
+_R = _pulsar.Result
+# A retry after a metadata refresh can succeed: the Pulsar side was unavailable.
+_UNAVAILABLE = frozenset({
+    _R.NotConnected, _R.AlreadyClosed, _R.ConnectError, _R.ReadError, _R.ProducerBusy,
+    _R.ProducerQueueIsFull, _R.MemoryBufferIsFull, _R.ServiceUnitNotReady, _R.TopicTerminated,
+    _R.ProducerFenced, _R.LookupError, _R.BrokerMetadataError, _R.TooManyLookupRequestException,
+    _R.ConsumerBusy, _R.ProducerNotInitialized, _R.ConsumerNotInitialized})
+
+
+def error_kind(result) -> StorageErrorKind:
+    """What a pulsar-client Result means for a Kafka client."""
+    if result == _R.Timeout:
+        return StorageErrorKind.TIMED_OUT
+    if result in _UNAVAILABLE:
+        return StorageErrorKind.UNAVAILABLE
+    if result == _R.MessageTooBig:
+        return StorageErrorKind.TOO_LARGE
+    return StorageErrorKind.FAILED
+
+
+class PulsarError(StorageError):
     """A pulsar-client operation failed; `result` is the pulsar Result (or None)."""
 
     def __init__(self, result, message: str = "") -> None:
-        super().__init__(message or str(result))
+        super().__init__(message or str(result), error_kind(result))
         self.result = result
 
 

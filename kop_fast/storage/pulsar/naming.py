@@ -12,14 +12,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from kop_fast.storage.api import InvalidTopicName
+
 _KAFKA_LEGAL = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _PULSAR_SHORT = re.compile(r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+/[A-Za-z0-9._\-:=%]+$")
 _PULSAR_FULL = re.compile(r"^(persistent|non-persistent)://[A-Za-z0-9._-]+/[A-Za-z0-9._-]+/[A-Za-z0-9._\-:=%]+$")
 PARTITION_SUFFIX = "-partition-"
-
-
-class InvalidTopicName(ValueError):
-    pass
 
 
 @dataclass(frozen=True, slots=True)

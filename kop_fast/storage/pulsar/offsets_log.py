@@ -9,14 +9,15 @@ a tombstone as a Pulsar null value. Batching is off, so one record is one entry.
 Ownership: a process coordinates partition i while it holds the Exclusive
 subscription `__kop_fast_coordinator` on that topic. pulsar-lite enforces
 Exclusive subscriptions (a second subscriber fails, as a client Timeout after
-the operation timeout, see research FINDINGS 9), and frees the subscription the
-moment the holder closes it or dies. Closing it on shutdown hands the partition
+the operation timeout), and frees the subscription when the holder closes it
+(and, usually, when it dies: a killed holder whose receiver queue was full has
+been seen to keep it for minutes). Closing it on shutdown hands the partition
 over. pulsar-lite refuses the second subscriber by dropping its whole
 connection, so each partition has its own Pulsar client (own connection): a
 failed attempt on one partition cannot disturb the lock of another partition,
 nor the main client's producers and fetch readers. If the lock consumer is
 found disconnected, ownership may be gone: the coordinator drops the partition
-and loads it again (`lock_connected`).
+and loads it again (`owned`).
 
 Replay: the same lock consumer reads the partition from the start. It never
 acknowledges anything, so its cursor stays at the first message and the next
@@ -43,7 +44,7 @@ from collections import deque
 import _pulsar
 import pulsar
 
-from kop_fast.backend.bridge import (
+from kop_fast.storage.pulsar.bridge import (
     CompletionBridge,
     DuplicateFilter,
     PulsarError,
@@ -51,12 +52,11 @@ from kop_fast.backend.bridge import (
     close_quietly,
     position_of,
 )
-from kop_fast.backend.naming import partition_topic
 
 log = logging.getLogger("kop_fast.offsets_topic")
 
 LOCK_SUBSCRIPTION = "__kop_fast_coordinator"
-# pulsar-lite stalls consumers with very large receiver queues; 1000 is safe (FINDINGS B).
+# pulsar-lite stalls consumers with very large receiver queues; 1000 was seen safe.
 REPLAY_RECEIVER_QUEUE = 1000
 # A replay read that waits longer than this is a stall (or a broken log): give up and retry.
 REPLAY_READ_TIMEOUT_S = 10.0
@@ -69,7 +69,7 @@ OPERATION_TIMEOUT_S = 5
 _OK = _pulsar.Result.Ok
 
 
-class OffsetsPartition:
+class PulsarOffsetsLog:
     """One partition of `__consumer_offsets`: ownership, replay, and ordered appends."""
 
     def __init__(self, service_url: str, bridge: CompletionBridge, topic: str, index: int) -> None:
@@ -77,17 +77,13 @@ class OffsetsPartition:
         self.client: _pulsar.Client | None = None
         self._client_wrapper = None
         self.bridge = bridge
-        self.topic = topic
+        self.name = self.topic = topic
         self.index = index
         self._lock = None  # the Exclusive consumer: holding it is owning the partition
         self._producer = None
         self._producer_task: asyncio.Future | None = None
         self._backlog: deque = deque()  # (records, future) waiting for a producer, FIFO
         self._closed = False
-
-    @property
-    def owned(self) -> bool:
-        return self._lock is not None and not self._closed
 
     # -- ownership and replay -------------------------------------------------------------------
     async def acquire_and_replay(self) -> list[tuple[bytes, bytes | None]]:
@@ -146,7 +142,8 @@ class OffsetsPartition:
             if (position[0], position[1]) >= end:
                 return records
 
-    def lock_connected(self) -> bool:
+    def owned(self) -> bool:
+        """False once the lock consumer is disconnected: another process may own the partition now."""
         lock = self._lock
         return lock is not None and not self._closed and lock.is_connected()
 
@@ -263,16 +260,3 @@ def _decode(msg) -> tuple[bytes, bytes | None] | None:
         return None
     value = None if msg.has_null_value() else msg.data()
     return key, value
-
-
-class OffsetsTopic:
-    """The partitions of `__consumer_offsets`, made on first use (nothing is opened at start)."""
-
-    def __init__(self, service_url: str, bridge: CompletionBridge, topic: str, num_partitions: int) -> None:
-        self.service_url = service_url
-        self.bridge = bridge
-        self.topic = topic
-        self.num_partitions = num_partitions
-
-    def partition(self, index: int) -> OffsetsPartition:
-        return OffsetsPartition(self.service_url, self.bridge, partition_topic(self.topic, index), index)

@@ -1,8 +1,11 @@
-"""The Pulsar backend: every use of pulsar-client lives here.
+"""`PulsarStorage`: the storage interface (`kop_fast.storage.api`) on Apache Pulsar.
 
 One `_pulsar.Client` per process; completions come back through the
-CompletionBridge. Topic layouts come from the TopicRegistry system topic, or,
-for topics Pulsar applications created, from Pulsar itself.
+CompletionBridge. Topic layouts come from the TopicRegistry system topic, from
+Pulsar's admin API when one is configured, or, for topics Pulsar applications
+created, from Pulsar itself. The group coordinator's offsets log and the
+mirroring of commits to subscriptions use Pulsar clients of their own (see
+offsets_log.py and subscription_mirror.py for why).
 """
 
 from __future__ import annotations
@@ -14,36 +17,49 @@ import time
 import _pulsar
 import pulsar
 
-from kop_fast.backend.base import TopicExists, TopicInfo
-from kop_fast.backend.bridge import CompletionBridge, PulsarError, close_quietly, has_message_available, client_logger
-from kop_fast.backend.entry_cache import CacheBudget
-from kop_fast.backend.naming import partition_topic, split_partition_topic
-from kop_fast.backend.partition import PartitionLog
-from kop_fast.backend.pulsar_admin import PulsarAdmin
-from kop_fast.backend.topic_registry import TopicRegistry
 from kop_fast.config import Settings
+from kop_fast.storage.api import TopicExists, TopicInfo
+from kop_fast.storage.pulsar.admin import PulsarAdmin
+from kop_fast.storage.pulsar.bridge import (
+    CompletionBridge,
+    PulsarError,
+    client_logger,
+    close_quietly,
+    has_message_available,
+)
+from kop_fast.storage.pulsar.entry_cache import CacheBudget
+from kop_fast.storage.pulsar.naming import TopicNaming, partition_topic, split_partition_topic
+from kop_fast.storage.pulsar.offsets_log import PulsarOffsetsLog
+from kop_fast.storage.pulsar.partition_log import PulsarPartitionLog
+from kop_fast.storage.pulsar.subscription_mirror import SubscriptionMirror
+from kop_fast.storage.pulsar.topic_registry import TopicRegistry
 
 log = logging.getLogger("kop_fast.pulsar")
 
 # How long the answer "this Pulsar topic has no data / does not exist" is trusted.
 NATIVE_PROBE_TTL_S = 5.0
+READER_SWEEP_S = 10.0
 
 
-class PulsarBackend:
+class PulsarStorage:
     def __init__(self, settings: Settings, service_url: str) -> None:
         self.settings = settings
         self.service_url = service_url
+        self.naming = TopicNaming(settings.kafka_tenant, settings.kafka_namespace)
         self.client: _pulsar.Client | None = None
         self._client_wrapper: pulsar.Client | None = None
         self.bridge: CompletionBridge | None = None
         self.topics: TopicRegistry | None = None
+        self._pulsar_names: dict[str, str] = {}  # Kafka name -> Pulsar topic (the naming regexes run once)
         self._native_probe: dict[str, tuple[float, TopicInfo | None]] = {}
-        self._partitions: dict[str, PartitionLog] = {}
+        self._partitions: dict[str, PulsarPartitionLog] = {}
         # With an admin URL, Pulsar's own partitioned-topic metadata is the truth.
         self.admin = PulsarAdmin(settings.pulsar_admin_url) if settings.pulsar_admin_url else None
         self._admin_topics: dict[str, TopicInfo] = {}
         self._sweeper: asyncio.Task | None = None
         self.cache_budget = CacheBudget(settings.read_cache_mb * 1024 * 1024)
+        self.mirror: SubscriptionMirror | None = None
+        self._mirrored_partitions: dict[str, tuple[TopicInfo, int]] = {}  # partition topic -> (topic, index)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -64,12 +80,16 @@ class PulsarBackend:
         except asyncio.TimeoutError:
             raise PulsarError(None, f"Pulsar at {self.service_url} did not answer within 30 s") from None
         self._sweeper = asyncio.create_task(self._sweep_idle_readers(), name="reader-sweeper")
+        # Opens nothing until a commit is mirrored.
+        self.mirror = SubscriptionMirror(self.service_url, loop, bounds=self._mirrored_bounds)
 
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.mirror is not None:
+            await self.mirror.close()
         # Concurrently: each reader thread takes up to one read timeout to notice.
-        await asyncio.gather(*(log_.close() for log_ in self._partitions.values()), return_exceptions=True)
+        await asyncio.gather(*(p.close() for p in self._partitions.values()), return_exceptions=True)
         self._partitions.clear()
         if self.topics is not None:
             await self.topics.close()
@@ -78,27 +98,49 @@ class PulsarBackend:
             self.client = None
 
     # -- partitions -----------------------------------------------------------------------------
-    def partition(self, info: TopicInfo, index: int) -> PartitionLog:
-        name = partition_topic(info.pulsar_topic, index, info.partitioned)
-        log_ = self._partitions.get(name)
-        if log_ is None:
-            log_ = PartitionLog(self.client, self.bridge, name, self.settings.entry_format, self.cache_budget)
-            self._partitions[name] = log_
-        return log_
+    def partition_log(self, topic: TopicInfo, index: int) -> PulsarPartitionLog:
+        name = partition_topic(topic.storage_name, index, topic.partitioned)
+        partition = self._partitions.get(name)
+        if partition is None:
+            partition = PulsarPartitionLog(self.client, self.bridge, name, self.settings.entry_format,
+                                           self.cache_budget)
+            self._partitions[name] = partition
+        return partition
 
     async def _sweep_idle_readers(self) -> None:
         while True:
-            await asyncio.sleep(10)
+            await asyncio.sleep(READER_SWEEP_S)
             now = time.monotonic()
-            for log_ in list(self._partitions.values()):
+            for partition in list(self._partitions.values()):
                 try:
-                    await log_.close_idle_readers(now)
+                    await partition.close_idle_readers(now)
                 except Exception:
-                    log.exception("closing idle readers of %s failed", log_.topic)
+                    log.exception("closing idle readers of %s failed", partition.topic)
 
-    def cached_topic(self, pulsar_topic: str) -> TopicInfo | None:
-        """The layout when it is known without asking Pulsar (the hot path of Produce and Fetch)."""
-        info = self.topics.get(pulsar_topic) or self._admin_topics.get(pulsar_topic)
+    # -- topics -------------------------------------------------------------------------------
+    def _pulsar_topic(self, name: str) -> str:
+        pulsar_topic = self._pulsar_names.get(name)
+        if pulsar_topic is None:
+            pulsar_topic = self.naming.pulsar_topic(name)  # raises InvalidTopicName
+            if len(self._pulsar_names) < 100_000:
+                self._pulsar_names[name] = pulsar_topic
+        return pulsar_topic
+
+    def _info(self, pulsar_topic: str, partitions: int, partitioned: bool = True) -> TopicInfo:
+        return TopicInfo(self.naming.kafka_name(pulsar_topic), partitions, pulsar_topic, partitioned)
+
+    def _known(self, pulsar_topic: str) -> TopicInfo | None:
+        partitions = self.topics.get(pulsar_topic)
+        if partitions is not None:
+            return self._info(pulsar_topic, partitions)
+        return self._admin_topics.get(pulsar_topic)
+
+    def cached_topic(self, name: str) -> TopicInfo | None:
+        try:
+            pulsar_topic = self._pulsar_topic(name)
+        except ValueError:
+            return None
+        info = self._known(pulsar_topic)
         if info is not None:
             return info
         cached = self._native_probe.get(pulsar_topic)
@@ -106,48 +148,57 @@ class PulsarBackend:
             return cached[1]
         return None
 
-    # -- topics -------------------------------------------------------------------------------
-    async def describe_topic(self, pulsar_topic: str) -> TopicInfo | None:
-        info = self.topics.get(pulsar_topic) or self._admin_topics.get(pulsar_topic)
+    async def describe_topic(self, name: str) -> TopicInfo | None:
+        pulsar_topic = self._pulsar_topic(name)
+        info = self._known(pulsar_topic)
         if info is not None:
             return info
         if self.admin is not None:
             count = await self.admin.partitions(pulsar_topic)
             if count > 0:
-                info = self._admin_topics[pulsar_topic] = TopicInfo(pulsar_topic, count, True)
+                info = self._admin_topics[pulsar_topic] = self._info(pulsar_topic, count)
                 return info
         return await self._probe_native(pulsar_topic)
 
-    async def create_topic(self, pulsar_topic: str, partitions: int) -> TopicInfo:
+    async def create_topic(self, name: str, partitions: int) -> TopicInfo:
+        pulsar_topic = self._pulsar_topic(name)
         native = await self._probe_native(pulsar_topic)
         if native is not None:
             raise TopicExists(native)
         if self.admin is not None:
             created = await self.admin.create_partitioned(pulsar_topic, partitions)
-            info = TopicInfo(pulsar_topic, await self.admin.partitions(pulsar_topic) or partitions, True)
+            info = self._info(pulsar_topic, await self.admin.partitions(pulsar_topic) or partitions)
             self._admin_topics[pulsar_topic] = info
             if not created:
                 raise TopicExists(info)
             return info
-        info = await self.topics.create(pulsar_topic, partitions)
+        count, created = await self.topics.create(pulsar_topic, partitions)
         self._native_probe.pop(pulsar_topic, None)
+        info = self._info(pulsar_topic, count)
+        if not created:
+            raise TopicExists(info)
         return info
 
-    def known_topics(self, tenant: str, namespace: str) -> list[TopicInfo]:
-        prefix = f"persistent://{tenant}/{namespace}/"
-        merged = {i.pulsar_topic: i for i in self.topics.all()}
+    async def list_topics(self) -> list[TopicInfo]:
+        ns = self.naming
+        if self.admin is not None:
+            try:
+                await self._refresh_admin_topics()
+            except Exception as exc:  # the admin API is optional help: answer with what we know
+                log.warning("listing partitioned topics through the admin API failed: %s", exc)
+        prefix = f"persistent://{ns.tenant}/{ns.namespace}/"
+        merged = {topic: self._info(topic, n) for topic, n in self.topics.all().items()}
         merged.update(self._admin_topics)
-        return [i for name, i in merged.items() if name.startswith(prefix)]
+        return sorted((i for topic, i in merged.items() if topic.startswith(prefix)), key=lambda i: i.storage_name)
 
-    async def refresh_admin_topics(self, tenant: str, namespace: str) -> None:
-        """Learn the partitioned topics Pulsar knows in a namespace (for Metadata of all topics)."""
-        if self.admin is None:
-            return
-        for name in await self.admin.partitioned_topics(tenant, namespace):
-            if name not in self._admin_topics:
-                count = await self.admin.partitions(name)
+    async def _refresh_admin_topics(self) -> None:
+        """Learn the partitioned topics Pulsar knows in the namespace."""
+        ns = self.naming
+        for pulsar_topic in await self.admin.partitioned_topics(ns.tenant, ns.namespace):
+            if pulsar_topic not in self._admin_topics:
+                count = await self.admin.partitions(pulsar_topic)
                 if count > 0:
-                    self._admin_topics[name] = TopicInfo(name, count, True)
+                    self._admin_topics[pulsar_topic] = self._info(pulsar_topic, count)
 
     async def _probe_native(self, pulsar_topic: str) -> TopicInfo | None:
         """A topic Pulsar applications made: partitioned per Pulsar, or plain with at least one message."""
@@ -156,15 +207,15 @@ class PulsarBackend:
         if cached is not None and now - cached[0] < NATIVE_PROBE_TTL_S:
             return cached[1]
         info = None
-        base, index = split_partition_topic(pulsar_topic)
+        _base, index = split_partition_topic(pulsar_topic)
         if index is None:
             fut, cb = self.bridge.result_future()
             self.client.get_topic_partitions_async(pulsar_topic, cb)
             partitions = await fut
             if len(partitions) > 1 or (partitions and partitions[0] != pulsar_topic):
-                info = TopicInfo(pulsar_topic, len(partitions), True)
+                info = self._info(pulsar_topic, len(partitions), True)
             elif await self._has_data(pulsar_topic):
-                info = TopicInfo(pulsar_topic, 1, False)
+                info = self._info(pulsar_topic, 1, False)
         self._native_probe[pulsar_topic] = (now, info)
         return info
 
@@ -178,3 +229,21 @@ class PulsarBackend:
             return await has_message_available(self.bridge, reader)
         finally:
             await close_quietly(self.bridge, reader)
+
+    # -- the group coordinator's log and commit mirroring ---------------------------------------
+    def offsets_log(self, index: int) -> PulsarOffsetsLog:
+        topic = partition_topic(self.settings.offsets_topic, index)
+        return PulsarOffsetsLog(self.service_url, self.bridge, topic, index)
+
+    def mirror_commit(self, group_id: str, topic: TopicInfo, partition: int, offset: int) -> None:
+        if self.mirror is None:
+            return
+        pulsar_topic = partition_topic(topic.storage_name, partition, topic.partitioned)
+        self._mirrored_partitions[pulsar_topic] = (topic, partition)
+        self.mirror.offer(group_id, pulsar_topic, offset)
+
+    async def _mirrored_bounds(self, pulsar_topic: str) -> tuple[int, int] | None:
+        found = self._mirrored_partitions.get(pulsar_topic)
+        if found is None:
+            return None
+        return await self.partition_log(*found).bounds()

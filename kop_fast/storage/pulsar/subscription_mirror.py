@@ -6,7 +6,7 @@ consumer attaching to it gets the first record after the committed offset.
 A mirror operation subscribes (Exclusive, receiver queue 1, initial position
 Earliest), acknowledges cumulatively the MessageId just before the committed
 position (pulsar-lite moves a durable cursor to a cumulatively acknowledged id,
-even backwards; FINDINGS 9) and CLOSES the consumer so the subscription is not
+even backwards, as measured) and CLOSES the consumer so the subscription is not
 kept busy. It never blocks a commit: `offer` only records the value.
 
 Positioning rules, for a committed offset C = pack(L, E, I):
@@ -56,7 +56,7 @@ import _pulsar
 import pulsar
 
 from kop_fast import codec
-from kop_fast.backend.bridge import (
+from kop_fast.storage.pulsar.bridge import (
     CompletionBridge,
     DuplicateFilter,
     PulsarError,

@@ -19,8 +19,7 @@ import logging
 import _pulsar
 import orjson
 
-from kop_fast.backend.base import TopicExists, TopicInfo
-from kop_fast.backend.bridge import (
+from kop_fast.storage.pulsar.bridge import (
     CompletionBridge,
     DuplicateFilter,
     PulsarError,
@@ -37,7 +36,7 @@ class TopicRegistry:
         self._client = client
         self._bridge = bridge
         self.topic = topic
-        self._topics: dict[str, tuple[TopicInfo, tuple]] = {}
+        self._topics: dict[str, tuple[int, tuple]] = {}  # Pulsar topic -> (partitions, position)
         self._producer = None
         self._reader = None
         self._follow_task: asyncio.Task | None = None
@@ -52,7 +51,7 @@ class TopicRegistry:
         self._client.create_producer_async_v2(self.topic, conf, cb)
         self._producer = await fut
         rconf = _pulsar.ReaderConfiguration()
-        rconf.receiver_queue_size(10)  # larger queues stall on pulsar-lite (see backend/partition.py)
+        rconf.receiver_queue_size(10)  # larger queues stall on pulsar-lite (see tail_reader.py)
         fut, cb = self._bridge.value_future()
         self._client.create_reader_async_v2(self.topic, _pulsar.MessageId.earliest, rconf, cb)
         self._reader = await fut
@@ -107,7 +106,7 @@ class TopicRegistry:
         if record is not None:
             if op == "create" and name not in self._topics:
                 partitions = int(record["partitions"])
-                self._topics[name] = (TopicInfo(name, partitions, True), position)
+                self._topics[name] = (partitions, position)
             elif op == "delete":
                 self._topics.pop(name, None)
         remaining = []
@@ -134,22 +133,22 @@ class TopicRegistry:
             await waiter
         return position
 
-    def get(self, topic: str) -> TopicInfo | None:
+    def get(self, topic: str) -> int | None:
+        """The partition count of a Pulsar topic, or None when it is not registered."""
         entry = self._topics.get(topic)
         return entry[0] if entry else None
 
-    def all(self) -> list[TopicInfo]:
-        return [info for info, _ in self._topics.values()]
+    def all(self) -> dict[str, int]:
+        return {topic: partitions for topic, (partitions, _) in self._topics.items()}
 
-    async def create(self, topic: str, partitions: int) -> TopicInfo:
+    async def create(self, topic: str, partitions: int) -> tuple[int, bool]:
+        """(the winner's partition count, True if it is this call's record)."""
         existing = self.get(topic)
         if existing is not None:
-            raise TopicExists(existing)
+            return existing, False
         position = await self._append({"op": "create", "topic": topic, "partitions": partitions})
-        info, winner = self._topics[topic]
-        if winner != position:
-            raise TopicExists(info)
-        return info
+        winner_partitions, winner = self._topics[topic]
+        return winner_partitions, winner == position
 
     async def delete(self, topic: str) -> None:
         await self._append({"op": "delete", "topic": topic})

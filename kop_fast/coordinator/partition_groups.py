@@ -1,31 +1,35 @@
-"""The coordinator's front door: a :class:`GroupManager` owns every group this node coordinates.
+"""The coordinator's front door: a :class:`PartitionGroups` owns every group of one
+``__consumer_offsets`` partition that this node coordinates.
+
+(The asyncio driver, ``kop_fast.server.group_coordinator.GroupCoordinator``, keeps one
+PartitionGroups per partition it owns; this class does no I/O.)
 
 It does what Kafka's ``GroupCoordinator.handle*`` methods do before reaching a group (group id
 validation, ``COORDINATOR_LOAD_IN_PROGRESS`` while loading, session-timeout bounds, creating a
 group on the first JoinGroup or "simple" OffsetCommit), routes the request to the
-:class:`~kop_fast.coordinator.group.Group`, keeps one timer queue for all groups, runs offset
-retention, and rebuilds state from replayed records.
+:class:`~kop_fast.coordinator.group.Group`, keeps one timer queue for all its groups, runs
+offset retention, and rebuilds state from replayed records.
 
 Driving it from asyncio (sketch)::
 
-    out = manager.join(req, fut, clock.now_ms())
+    out = groups.join(req, fut, clock.now_ms())
     dispatch(out)                      # resolve completions, persist writes
-    rearm_timer(manager.next_deadline_ms())
+    rearm_timer(groups.next_deadline_ms())
 
     def dispatch(out):
         for waiter, response in out.completions:
             waiter.set_result(response)
         for write in out.writes:       # in this order, to partition_for(write.group_id, n)
-            schedule(persist(write))   # then: dispatch(manager.complete_write(write, err, now))
+            schedule(persist(write))   # then: dispatch(groups.complete_write(write, err, now))
 
-    on timer: dispatch(manager.tick(now)); rearm_timer(manager.next_deadline_ms())
+    on timer: dispatch(groups.tick(now)); rearm_timer(groups.next_deadline_ms())
 
 See :mod:`kop_fast.coordinator.group` for the persistence contract. Heartbeat, OffsetFetch,
 DescribeGroups and ListGroups never wait and return their response directly.
 
-Loading: set ``manager.loading = True`` while the records of ``__consumer_offsets`` are being
-read (requests then get ``COORDINATOR_LOAD_IN_PROGRESS``, or what Kafka answers instead for
-Heartbeat and SyncGroup), call :meth:`GroupManager.load` with them, then set it back to False.
+Loading: set ``groups.loading = True`` while the records of the partition are being read
+(requests then get ``COORDINATOR_LOAD_IN_PROGRESS``, or what Kafka answers instead for
+Heartbeat and SyncGroup), call :meth:`PartitionGroups.load` with them, then set it back to False.
 """
 
 from __future__ import annotations
@@ -35,39 +39,22 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Callable, Iterable, Sequence
 
-from . import records as rec
-from .errors import ErrorCode, group_store_error
-from .group import (
-    DeleteGroupResult,
-    DeleteGroupsResponse,
-    DescribedGroup,
-    Group,
-    GroupConfig,
-    GroupState,
-    HeartbeatRequest,
-    HeartbeatResponse,
-    JoinRequest,
-    JoinResponse,
-    LeaveMemberResult,
-    LeaveRequest,
-    LeaveResponse,
-    ListGroupsResponse,
-    OffsetCommitRequest,
-    OffsetDeleteRequest,
-    OffsetDeleteResponse,
-    OffsetFetchPartitionResult,
-    OffsetFetchRequest,
-    OffsetFetchResponse,
-    Output,
-    PendingWrite,
-    SyncRequest,
-    SyncResponse,
-    complete_write,
-)
-from .offsets import OffsetAndMetadata, TopicPartition
-from .records import partition_for
+from kop_fast.protocol.errors import ErrorCode
 
-__all__ = ["GroupManager", "LoadResult", "partition_for"]
+from . import records as rec
+from .errors import group_store_error
+from .group import Group
+from .group_base import GroupConfig, GroupState
+from .messages import UNKNOWN_MEMBER_ID, Output, PendingWrite, complete_write
+from .messages import HeartbeatRequest, HeartbeatResponse, JoinRequest, SyncRequest, SyncResponse, join_error
+from .messages import LeaveMemberResult, LeaveRequest, LeaveResponse
+from .messages import OffsetCommitRequest, commit_error_response
+from .messages import OffsetFetchPartitionResult, OffsetFetchRequest, OffsetFetchResponse
+from .messages import OffsetDeleteRequest, OffsetDeleteResponse
+from .messages import DeleteGroupResult, DeleteGroupsResponse, DescribedGroup, ListGroupsResponse
+from .offsets import OffsetAndMetadata, TopicPartition
+
+__all__ = ["LoadResult", "PartitionGroups"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +64,8 @@ class LoadResult:
     skipped_records: int  # records with a key version this code does not know (skipped, as Kafka does)
 
 
-class GroupManager:
-    """All groups of this coordinator, plus a shared timer queue."""
+class PartitionGroups:
+    """The groups of one ``__consumer_offsets`` partition, plus a shared timer queue."""
 
     def __init__(self, config: GroupConfig | None = None, *, id_factory: Callable[[], str] | None = None) -> None:
         self.config = config or GroupConfig()
@@ -116,66 +103,63 @@ class GroupManager:
 
     # ================================================================================= requests
 
-    def _status_error(self, group_id: str | None, *, allow_empty_id: bool) -> int | None:
+    def _status_error(self, group_id: str | None, *, allow_empty_id: bool) -> int:
+        """What every request is answered before its group is looked at (``none``: go on)."""
         # OffsetCommit/OffsetFetch/DescribeGroups/DeleteGroups accept "" for compatibility;
         # the group-management APIs need a real id (Kafka's isValidGroupId).
         if group_id is None or (not allow_empty_id and group_id == ""):
-            return ErrorCode.INVALID_GROUP_ID
+            return ErrorCode.invalid_group_id
         if self.loading:
-            return ErrorCode.COORDINATOR_LOAD_IN_PROGRESS
-        return None
+            return ErrorCode.coordinator_load_in_progress
+        return ErrorCode.none
+
+    def _find(self, group_id: str, *, allow_empty_id: bool, if_missing: int) -> tuple[Group | None, int]:
+        """The group a request goes to and ``none``; or None and the error to answer instead
+        (``if_missing`` when the group does not exist)."""
+        error = self._status_error(group_id, allow_empty_id=allow_empty_id)
+        if error != ErrorCode.none:
+            return None, error
+        g = self._groups.get(group_id)
+        return (g, ErrorCode.none) if g is not None else (None, if_missing)
 
     def join(self, req: JoinRequest, waiter: Any, now_ms: int) -> Output:
         self._arm_retention(now_ms)
         error = self._status_error(req.group_id, allow_empty_id=False)
-        if error is None and not (
+        if error == ErrorCode.none and not (
             self.config.min_session_timeout_ms <= req.session_timeout_ms <= self.config.max_session_timeout_ms
         ):
-            error = ErrorCode.INVALID_SESSION_TIMEOUT
-        g = None
-        if error is None:
-            g = self._groups.get(req.group_id)
-            if g is None:
-                if req.member_id != "":
-                    # A member id for a group we do not know: the client must start over.
-                    error = ErrorCode.UNKNOWN_MEMBER_ID
-                else:
-                    g = self.get_or_create(req.group_id, now_ms)
-        if error is not None or g is None:
-            out = Output()
-            error = error or ErrorCode.UNKNOWN_SERVER_ERROR
-            out.respond(waiter, JoinResponse(error_code=error, member_id=req.member_id))
-            return out
+            error = ErrorCode.invalid_session_timeout
+        g = self._groups.get(req.group_id) if error == ErrorCode.none else None
+        if error == ErrorCode.none and g is None:
+            if req.member_id == UNKNOWN_MEMBER_ID:
+                g = self.get_or_create(req.group_id, now_ms)
+            else:
+                # A member id for a group we do not know: the client must start over.
+                error = ErrorCode.unknown_member_id
+        if g is None:
+            return Output.of(waiter, join_error(error, req.member_id))
         out = g.join(req, waiter, now_ms)
         self._after(g)
         return out
 
     def sync(self, req: SyncRequest, waiter: Any, now_ms: int) -> Output:
-        error = self._status_error(req.group_id, allow_empty_id=False)
-        if error == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:
-            # The rebalance in progress was lost with the old coordinator; rejoining is the fix,
-            # and old clients do not expect COORDINATOR_LOAD_IN_PROGRESS here.
-            error = ErrorCode.REBALANCE_IN_PROGRESS
-        g = self._groups.get(req.group_id) if error is None else None
-        if error is None and g is None:
-            error = ErrorCode.UNKNOWN_MEMBER_ID
-        if error is not None or g is None:
-            out = Output()
-            out.respond(waiter, SyncResponse(error or ErrorCode.UNKNOWN_SERVER_ERROR))
-            return out
+        g, error = self._find(req.group_id, allow_empty_id=False, if_missing=ErrorCode.unknown_member_id)
+        if g is None:
+            if error == ErrorCode.coordinator_load_in_progress:
+                # The rebalance in progress was lost with the old coordinator; rejoining is the
+                # fix, and old clients do not expect COORDINATOR_LOAD_IN_PROGRESS here.
+                error = ErrorCode.rebalance_in_progress
+            return Output.of(waiter, SyncResponse(error))
         out = g.sync(req, waiter, now_ms)
         self._after(g)
         return out
 
     def heartbeat(self, req: HeartbeatRequest, now_ms: int) -> HeartbeatResponse:
-        error = self._status_error(req.group_id, allow_empty_id=False)
-        if error == ErrorCode.COORDINATOR_LOAD_IN_PROGRESS:
-            return HeartbeatResponse(ErrorCode.NONE)  # Kafka answers blindly while loading
-        if error is not None:
-            return HeartbeatResponse(error)
-        g = self._groups.get(req.group_id)
+        g, error = self._find(req.group_id, allow_empty_id=False, if_missing=ErrorCode.unknown_member_id)
         if g is None:
-            return HeartbeatResponse(ErrorCode.UNKNOWN_MEMBER_ID)
+            if error == ErrorCode.coordinator_load_in_progress:
+                return HeartbeatResponse(ErrorCode.none)  # Kafka answers blindly while loading
+            return HeartbeatResponse(error)
         response = g.heartbeat(req, now_ms)
         m = g.members.get(req.member_id)
         if m is not None and m.heartbeat_deadline_ms is not None:
@@ -184,23 +168,14 @@ class GroupManager:
 
     def leave(self, req: LeaveRequest, waiter: Any, now_ms: int) -> Output:
         error = self._status_error(req.group_id, allow_empty_id=False)
-        out = Output()
-        if error is not None:
-            out.respond(waiter, LeaveResponse(error))
-            return out
+        if error != ErrorCode.none:
+            return Output.of(waiter, LeaveResponse(error))
         g = self._groups.get(req.group_id)
         if g is None:
-            out.respond(
-                waiter,
-                LeaveResponse(
-                    ErrorCode.NONE,
-                    [
-                        LeaveMemberResult(m.member_id, m.group_instance_id, ErrorCode.UNKNOWN_MEMBER_ID)
-                        for m in req.members
-                    ],
-                ),
-            )
-            return out
+            results = [
+                LeaveMemberResult(m.member_id, m.group_instance_id, ErrorCode.unknown_member_id) for m in req.members
+            ]
+            return Output.of(waiter, LeaveResponse(ErrorCode.none, results))
         out = g.leave(req, waiter, now_ms)
         self._after(g)
         return out
@@ -208,42 +183,33 @@ class GroupManager:
     def commit_offsets(self, req: OffsetCommitRequest, waiter: Any, now_ms: int) -> Output:
         self._arm_retention(now_ms)
         error = self._status_error(req.group_id, allow_empty_id=True)
-        g = None
-        if error is None:
-            g = self._groups.get(req.group_id)
-            if g is None:
-                if req.generation_id < 0:
-                    # A group that only uses Kafka to store offsets.
-                    g = self.get_or_create(req.group_id, now_ms)
-                else:
-                    # A generation for a group we do not know: a stale member.
-                    error = ErrorCode.ILLEGAL_GENERATION
-        if error is not None or g is None:
-            out = Output()
-            out.respond(waiter, Group._commit_error_response(req, error or ErrorCode.UNKNOWN_SERVER_ERROR))
-            return out
+        g = self._groups.get(req.group_id) if error == ErrorCode.none else None
+        if error == ErrorCode.none and g is None:
+            if req.generation_id < 0:
+                # A group that only uses Kafka to store offsets.
+                g = self.get_or_create(req.group_id, now_ms)
+            else:
+                # A generation for a group we do not know: a stale member.
+                error = ErrorCode.illegal_generation
+        if g is None:
+            return Output.of(waiter, commit_error_response(req, error))
         # No timer can move earlier here (a commit only pushes its member's session out).
         return g.commit_offsets(req, waiter, now_ms)
 
     def fetch_offsets(self, req: OffsetFetchRequest) -> OffsetFetchResponse:
         error = self._status_error(req.group_id, allow_empty_id=True)
-        if error is not None:
+        if error != ErrorCode.none:
             return OffsetFetchResponse(error)
         g = self._groups.get(req.group_id)
         if g is None:
             parts = [] if req.partitions is None else [OffsetFetchPartitionResult(t, p) for t, p in req.partitions]
-            return OffsetFetchResponse(ErrorCode.NONE, parts)
+            return OffsetFetchResponse(ErrorCode.none, parts)
         return g.fetch_offsets(req)
 
     def delete_offsets(self, req: OffsetDeleteRequest, waiter: Any, now_ms: int) -> Output:
-        error = self._status_error(req.group_id, allow_empty_id=False)
-        g = self._groups.get(req.group_id) if error is None else None
-        if error is None and g is None:
-            error = ErrorCode.GROUP_ID_NOT_FOUND
-        if error is not None or g is None:
-            out = Output()
-            out.respond(waiter, OffsetDeleteResponse(error or ErrorCode.UNKNOWN_SERVER_ERROR))
-            return out
+        g, error = self._find(req.group_id, allow_empty_id=False, if_missing=ErrorCode.group_id_not_found)
+        if g is None:
+            return Output.of(waiter, OffsetDeleteResponse(error))
         out = g.delete_offsets(req, waiter, now_ms)
         self._after(g)
         return out
@@ -252,11 +218,11 @@ class GroupManager:
         """DescribeGroups for one group. An unknown group is reported as Dead, with
         GROUP_ID_NOT_FOUND from version 6 on (as Kafka does)."""
         error = self._status_error(group_id, allow_empty_id=True)
-        if error is not None:
+        if error != ErrorCode.none:
             return DescribedGroup(error, group_id, "")
         g = self._groups.get(group_id)
         if g is None:
-            error = ErrorCode.GROUP_ID_NOT_FOUND if api_version >= 6 else ErrorCode.NONE
+            error = ErrorCode.group_id_not_found if api_version >= 6 else ErrorCode.none
             return DescribedGroup(error, group_id, GroupState.DEAD.value)
         return g.describe()
 
@@ -268,7 +234,7 @@ class GroupManager:
     ) -> ListGroupsResponse:
         """ListGroups. Filters are case-insensitive; an empty filter matches everything. Every
         group here is a "classic" group, so a type filter without "classic" matches nothing."""
-        error = ErrorCode.COORDINATOR_LOAD_IN_PROGRESS if self.loading else ErrorCode.NONE
+        error = ErrorCode.coordinator_load_in_progress if self.loading else ErrorCode.none
         states = {s.lower() for s in states_filter} if states_filter else None
         if types_filter and "classic" not in {t.lower() for t in types_filter}:
             return ListGroupsResponse(error, [])
@@ -286,13 +252,13 @@ class GroupManager:
 
         def respond(out_: Output) -> None:
             out_.respond(
-                waiter, DeleteGroupsResponse(ErrorCode.NONE, [DeleteGroupResult(g, e) for g, e in results.items()])
+                waiter, DeleteGroupsResponse(ErrorCode.none, [DeleteGroupResult(g, e) for g, e in results.items()])
             )
 
         def on_done_for(gid: str) -> Callable[[int, int, Output], None]:
             def on_done(error: int, now2: int, out2: Output) -> None:
                 nonlocal outstanding
-                if error != ErrorCode.NONE:
+                if error != ErrorCode.none:
                     results[gid] = group_store_error(error)
                 outstanding -= 1
                 if outstanding == 0:
@@ -301,12 +267,9 @@ class GroupManager:
             return on_done
 
         for gid in dict.fromkeys(group_ids):
-            error = self._status_error(gid, allow_empty_id=True)
-            g = self._groups.get(gid) if error is None else None
-            if error is None and g is None:
-                error = ErrorCode.GROUP_ID_NOT_FOUND
-            if error is not None or g is None:
-                results[gid] = error or ErrorCode.UNKNOWN_SERVER_ERROR
+            g, error = self._find(gid, allow_empty_id=True, if_missing=ErrorCode.group_id_not_found)
+            if g is None:
+                results[gid] = error
                 continue
             error, records = g.delete(now_ms)
             results[gid] = error
@@ -314,9 +277,7 @@ class GroupManager:
                 self._drop(g)
             if records:
                 outstanding += 1
-                write = PendingWrite(gid, records, on_done_for(gid))
-                write.affects_timers = False
-                out.writes.append(write)
+                out.writes.append(PendingWrite(gid, records, on_done_for(gid), affects_timers=False))
         if outstanding == 0:
             respond(out)
         return out
@@ -379,9 +340,7 @@ class GroupManager:
         for g in list(self._groups.values()):
             records = g.expire_offsets(now_ms)
             if records:
-                write = PendingWrite(g.group_id, records, None)
-                write.affects_timers = False
-                out.writes.append(write)
+                out.writes.append(PendingWrite(g.group_id, records, None, affects_timers=False))
             if g.state is GroupState.DEAD:
                 self._drop(g)
         return out
@@ -393,7 +352,7 @@ class GroupManager:
     # ============================================================================= persistence
 
     def complete_write(self, write: PendingWrite, error_code: int, now_ms: int) -> Output:
-        """Report the outcome of persisting ``write`` (``ErrorCode.NONE`` = durable); returns the
+        """Report the outcome of persisting ``write`` (``ErrorCode.none`` = durable); returns the
         responses that were waiting for it."""
         out = complete_write(write, error_code, now_ms)
         g = self._groups.get(write.group_id)
@@ -415,7 +374,7 @@ class GroupManager:
         :class:`~kop_fast.coordinator.records.UnknownRecordVersionError`, because skipping a
         known key's value would silently lose state.
 
-        All records of a group must be in one call; loading a group the manager already holds
+        All records of a group must be in one call; loading a group this object already holds
         raises ValueError.
         """
         offsets: dict[str, dict[TopicPartition, OffsetAndMetadata]] = {}
@@ -434,10 +393,7 @@ class GroupManager:
                 if value_bytes is None:
                     group_offsets.pop(tp, None)
                 else:
-                    v = rec.decode_offset_commit_value(value_bytes)
-                    group_offsets[tp] = OffsetAndMetadata(
-                        v.offset, v.leader_epoch, v.metadata, v.commit_timestamp_ms, v.expire_timestamp_ms
-                    )
+                    group_offsets[tp] = rec.decode_offset_commit_value(value_bytes)
             else:
                 if value_bytes is None:
                     metadata.pop(key.group_id, None)

@@ -1,0 +1,218 @@
+"""`MemoryStorage`: the storage interface in memory, a test double for fast handler tests.
+
+Not a product storage (the product stores in Pulsar): nothing survives the
+process, and it never drops data to save memory. It follows the interface's
+contract the way the Pulsar storage does, so handlers tested against it meet the
+same behaviour: batches are opaque bytes, offsets are consecutive (0, 1, 2, ...)
+from the first record, a fetch inside a batch returns that whole batch, and the
+offsets log has one owner at a time.
+
+Several `MemoryStorage`s built on one `MemoryEngine` act like proxies in front
+of one engine: they share topics, partitions, offsets logs and their owners.
+`fail_appends` makes every append fail with a given StorageError (for the error
+mapping tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from bisect import bisect_right
+from typing import Sequence
+
+from kop_fast import codec
+from kop_fast.storage.api import InvalidTopicName, StorageError, StorageErrorKind, TopicExists, TopicInfo
+
+_LEGAL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+class MemoryPartitionLog:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._bases: list[int] = []
+        self._batches: list[tuple[int, int, bytes]] = []  # (base offset, record count, batch as sent)
+        self.log_start = 0
+        self._end = 0
+        self._waiters: list[asyncio.Future] = []
+        self.fail_appends: StorageError | None = None
+
+    @property
+    def high_watermark(self) -> int | None:
+        return self._end
+
+    def append_batch(self, batch, record_count: int) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        if self.fail_appends is not None:
+            fut.set_exception(self.fail_appends)
+            return fut
+        base = self._end
+        self._bases.append(base)
+        self._batches.append((base, record_count, bytes(batch)))
+        self._end = base + record_count
+        fut.set_result(base)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        return fut
+
+    async def bounds(self, refresh: bool = False) -> tuple[int, int]:
+        return self.log_start, self._end
+
+    async def earliest_offset(self) -> int:
+        return self.log_start
+
+    def _records(self, i: int) -> list:
+        base, _count, data = self._batches[i]
+        patched = bytearray(data)
+        codec.patch_base_offset(patched, base)
+        return codec.decode_batches(bytes(patched))[0].records
+
+    async def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
+        for i in range(len(self._batches)):
+            for record in self._records(i):
+                if record.timestamp >= timestamp:
+                    return record.offset, record.timestamp
+        return None
+
+    async def last_record(self) -> tuple[int, int] | None:
+        if not self._batches:
+            return None
+        record = self._records(len(self._batches) - 1)[-1]
+        return record.offset, record.timestamp
+
+    async def open_fetch(self, offset: int) -> "MemoryFetchCursor":
+        return MemoryFetchCursor(self, offset)
+
+    def batches_from(self, offset: int):
+        """(base, count, data) of the batch holding `offset` and every later one."""
+        first = max(bisect_right(self._bases, offset) - 1, 0)
+        return self._batches[first:]
+
+    def waiter(self) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters = [w for w in self._waiters if not w.done()]
+        self._waiters.append(fut)
+        return fut
+
+
+class MemoryFetchCursor:
+    def __init__(self, partition: MemoryPartitionLog, offset: int) -> None:
+        self.offset = offset
+        self._partition = partition
+
+    def take(self, max_bytes: int) -> tuple[list, int]:
+        parts: list = []
+        size = 0
+        for base, count, data in self._partition.batches_from(self.offset):
+            if base + count <= self.offset:
+                continue
+            if parts and size + len(data) > max_bytes:
+                break
+            # The stored base offset is the producer's; the real one goes out in its place.
+            parts += (base.to_bytes(8, "big", signed=True), memoryview(data)[8:])
+            size += len(data)
+            self.offset = base + count
+        return parts, size
+
+    def wait(self) -> list[asyncio.Future]:
+        return [self._partition.waiter()]
+
+    def release(self) -> None:
+        pass
+
+
+class MemoryOffsetsLog:
+    def __init__(self, engine: "MemoryEngine", index: int, owner: object) -> None:
+        self.name = f"__consumer_offsets-partition-{index}"
+        self._engine = engine
+        self._index = index
+        self._owner = owner
+
+    async def acquire_and_replay(self) -> list[tuple[bytes, bytes | None]]:
+        holder = self._engine.owners.get(self._index)
+        if holder is not None and holder is not self._owner:
+            raise StorageError(f"{self.name} is owned by another process", StorageErrorKind.UNAVAILABLE)
+        self._engine.owners[self._index] = self._owner
+        return list(self._engine.offsets.setdefault(self._index, []))
+
+    def owned(self) -> bool:
+        return self._engine.owners.get(self._index) is self._owner
+
+    def append(self, records: Sequence[tuple[bytes, bytes | None]]) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        if not self.owned():
+            fut.set_exception(StorageError(f"{self.name} is not owned", StorageErrorKind.UNAVAILABLE))
+        else:
+            self._engine.offsets.setdefault(self._index, []).extend(records)
+            fut.set_result(None)
+        return fut
+
+    async def release(self) -> None:
+        if self.owned():
+            del self._engine.owners[self._index]
+
+
+class MemoryEngine:
+    """What several MemoryStorages share, as several proxies share one Pulsar."""
+
+    def __init__(self) -> None:
+        self.topics: dict[str, int] = {}
+        self.partitions: dict[tuple[str, int], MemoryPartitionLog] = {}
+        self.offsets: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        self.owners: dict[int, object] = {}
+        #: (group, topic, partition) -> the last committed offset mirrored
+        self.mirrored: dict[tuple[str, str, int], int] = {}
+
+
+class MemoryStorage:
+    def __init__(self, engine: MemoryEngine | None = None) -> None:
+        self.engine = engine if engine is not None else MemoryEngine()
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        for index, owner in list(self.engine.owners.items()):
+            if owner is self:
+                del self.engine.owners[index]
+
+    @staticmethod
+    def _check(name: str) -> None:
+        if not _LEGAL_NAME.match(name) or name in (".", ".."):
+            raise InvalidTopicName(f"topic name {name!r} is not a legal Kafka topic name")
+
+    def _info(self, name: str) -> TopicInfo | None:
+        partitions = self.engine.topics.get(name)
+        return None if partitions is None else TopicInfo(name, partitions, f"memory:{name}")
+
+    def cached_topic(self, name: str) -> TopicInfo | None:
+        return self._info(name)
+
+    async def describe_topic(self, name: str) -> TopicInfo | None:
+        self._check(name)
+        return self._info(name)
+
+    async def create_topic(self, name: str, partitions: int) -> TopicInfo:
+        self._check(name)
+        existing = self._info(name)
+        if existing is not None:
+            raise TopicExists(existing)
+        self.engine.topics[name] = partitions
+        return self._info(name)
+
+    async def list_topics(self) -> list[TopicInfo]:
+        return [self._info(name) for name in sorted(self.engine.topics)]
+
+    def partition_log(self, topic: TopicInfo, index: int) -> MemoryPartitionLog:
+        key = (topic.name, index)
+        partition = self.engine.partitions.get(key)
+        if partition is None:
+            partition = self.engine.partitions[key] = MemoryPartitionLog(f"{topic.name}-{index}")
+        return partition
+
+    def offsets_log(self, index: int) -> MemoryOffsetsLog:
+        return MemoryOffsetsLog(self.engine, index, self)
+
+    def mirror_commit(self, group_id: str, topic: TopicInfo, partition: int, offset: int) -> None:
+        self.engine.mirrored[(group_id, topic.name, partition)] = offset

@@ -1,0 +1,248 @@
+"""The Kafka side end to end on the in-memory storage: a real Kafka client (aiokafka) over a real
+socket to a real `KafkaNode`, no Pulsar process.
+
+Fast checks of the handlers' behaviour (Produce, Fetch with long polls, ListOffsets,
+the group flow, storage errors as Kafka codes); the same flows run against the real
+pulsar-lite in tests/interop. The memory storage numbers offsets 0, 1, 2, ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import io
+import struct
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from kio.schema.fetch.v4.request import FetchPartition, FetchRequest, FetchTopic
+from kio.schema.fetch.v4.response import FetchResponse
+from kio.schema.produce.v3.request import PartitionProduceData, ProduceRequest, TopicProduceData
+from kio.schema.produce.v3.response import ProduceResponse
+from kio.serial import entity_reader, entity_writer
+
+from kop_fast import codec
+from kop_fast.config import build_settings
+from kop_fast.protocol.errors import ErrorCode
+from kop_fast.server.node import KafkaNode
+from kop_fast.storage.api import StorageError, StorageErrorKind
+from kop_fast.storage.memory import MemoryStorage
+
+TIME_LIMIT_S = 30
+
+
+@contextlib.asynccontextmanager
+async def memory_node(**flags):
+    settings = build_settings({"listen": "127.0.0.1:0", "group_initial_rebalance_delay_ms": 0,
+                               "group_min_session_timeout_ms": 100, **flags}, environ={})
+    storage = MemoryStorage()
+    await storage.start()
+    node = KafkaNode(settings, storage, "memory-cluster")
+    [(host, port)] = await node.start()
+    try:
+        yield node, f"{host}:{port}"
+    finally:
+        await node.stop()
+        await storage.close()
+
+
+def run(scenario):
+    asyncio.run(asyncio.wait_for(scenario(), TIME_LIMIT_S))
+
+
+async def raw_request(bootstrap: str, api_key: int, version: int, request, response_cls):
+    """One request over its own connection (header v1), the decoded response."""
+    host, port = bootstrap.split(":")
+    body = io.BytesIO()
+    entity_writer(type(request))(body, request)
+    payload = struct.pack(">hhih", api_key, version, 7, 4) + b"test" + body.getvalue()
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(struct.pack(">i", len(payload)) + payload)
+        size = struct.unpack(">i", await reader.readexactly(4))[0]
+        frame = await reader.readexactly(size)
+    finally:
+        writer.close()
+    assert struct.unpack(">i", frame[:4])[0] == 7
+    response, _ = entity_reader(response_cls)(frame, 4)  # after the correlation id
+    return response
+
+
+def fetch_request(topic: str, offset: int, max_wait_ms: int) -> FetchRequest:
+    return FetchRequest(
+        replica_id=-1, max_wait=datetime.timedelta(milliseconds=max_wait_ms), min_bytes=1, max_bytes=1 << 20,
+        isolation_level=0, topics=(FetchTopic(topic=topic, partitions=(
+            FetchPartition(partition=0, fetch_offset=offset, partition_max_bytes=1 << 20),)),))
+
+
+def produce_request(topic: str, records: bytes) -> ProduceRequest:
+    return ProduceRequest(transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=5), topic_data=(
+        TopicProduceData(name=topic, partition_data=(PartitionProduceData(index=0, records=records),)),))
+
+
+def batch(*values: bytes) -> bytes:
+    return codec.encode_batch([codec.Record(i, 1_000 + i, None, v, ()) for i, v in enumerate(values)])
+
+
+async def produce(bootstrap: str, topic: str, values, **headers):
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        return [await producer.send_and_wait(topic, value=v, key=b"k%d" % i,
+                                             headers=[(k, h) for k, h in headers.items()])
+                for i, v in enumerate(values)]
+    finally:
+        await producer.stop()
+
+
+def test_produced_records_come_back_with_keys_headers_and_consecutive_offsets():
+    async def scenario():
+        async with memory_node() as (_node, bootstrap):
+            sent = await produce(bootstrap, "orders", [b"v%d" % i for i in range(5)], trace=b"\x00\xff")
+            assert [m.offset for m in sent] == [0, 1, 2, 3, 4]
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+            await consumer.start()
+            try:
+                tp = TopicPartition("orders", 0)
+                consumer.assign([tp])
+                got = []
+                while len(got) < 5:
+                    got += (await consumer.getmany(tp, timeout_ms=2000)).get(tp, [])
+            finally:
+                await consumer.stop()
+            assert [(m.offset, m.key, m.value, list(m.headers)) for m in got] == [
+                (i, b"k%d" % i, b"v%d" % i, [("trace", b"\x00\xff")]) for i in range(5)]
+
+    run(scenario)
+
+
+def test_a_long_poll_is_answered_by_the_next_produce_and_an_idle_one_by_its_deadline():
+    async def scenario():
+        async with memory_node() as (_node, bootstrap):
+            await produce(bootstrap, "tail", [b"first"])
+            idle = await raw_request(bootstrap, 1, 4, fetch_request("tail", 1, 100), FetchResponse)
+            [part] = idle.responses[0].partitions
+            assert (part.error_code, part.high_watermark, part.records or b"") == (ErrorCode.none, 1, b"")
+
+            # Waits up to 20 s: only the produce can answer it within the test's time limit.
+            poll = asyncio.ensure_future(raw_request(bootstrap, 1, 4, fetch_request("tail", 1, 20_000), FetchResponse))
+            await asyncio.sleep(0.2)
+            assert not poll.done()
+            await produce(bootstrap, "tail", [b"second"])
+            response = await asyncio.wait_for(poll, 10)
+            [part] = response.responses[0].partitions
+            assert part.error_code == ErrorCode.none and part.high_watermark == 2
+            [decoded] = codec.decode_batches(bytes(part.records))
+            assert [(r.offset, r.value) for r in decoded.records] == [(1, b"second")]
+
+    run(scenario)
+
+
+def test_fetch_errors_unknown_partition_and_out_of_range():
+    async def scenario():
+        async with memory_node() as (_node, bootstrap):
+            await produce(bootstrap, "small", [b"a", b"b"])
+            unknown = await raw_request(bootstrap, 1, 4, fetch_request("never-made", 0, 10), FetchResponse)
+            assert unknown.responses[0].partitions[0].error_code == ErrorCode.unknown_topic_or_partition
+            beyond = await raw_request(bootstrap, 1, 4, fetch_request("small", 3, 10), FetchResponse)
+            [part] = beyond.responses[0].partitions
+            assert (part.error_code, part.high_watermark) == (ErrorCode.offset_out_of_range, 2)
+
+    run(scenario)
+
+
+def test_list_offsets_earliest_latest_and_by_time():
+    async def scenario():
+        async with memory_node() as (_node, bootstrap):
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+            await producer.start()
+            try:
+                for i, ts in enumerate((1_000, 2_000, 3_000)):
+                    await producer.send_and_wait("timed", value=b"%d" % i, timestamp_ms=ts)
+            finally:
+                await producer.stop()
+            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+            await consumer.start()
+            try:
+                tp = TopicPartition("timed", 0)
+                assert await consumer.beginning_offsets([tp]) == {tp: 0}
+                assert await consumer.end_offsets([tp]) == {tp: 3}
+                found = await consumer.offsets_for_times({tp: 1_500})
+                assert (found[tp].offset, found[tp].timestamp) == (1, 2_000)
+                assert (await consumer.offsets_for_times({tp: 9_000}))[tp] is None
+            finally:
+                await consumer.stop()
+
+    run(scenario)
+
+
+def test_a_group_commits_and_a_new_member_resumes_after_the_commit():
+    async def scenario():
+        async with memory_node() as (node, bootstrap):
+            await produce(bootstrap, "jobs", [b"j%d" % i for i in range(6)])
+
+            async def member():
+                consumer = AIOKafkaConsumer("jobs", bootstrap_servers=bootstrap, group_id="workers",
+                                            auto_offset_reset="earliest", enable_auto_commit=False,
+                                            session_timeout_ms=6000, heartbeat_interval_ms=500)
+                await consumer.start()
+                return consumer
+
+            first = await member()
+            try:
+                got = []
+                while len(got) < 3:
+                    batches = await first.getmany(timeout_ms=1000, max_records=3 - len(got))
+                    got += [m for records in batches.values() for m in records]
+                tp = TopicPartition("jobs", 0)
+                await first.commit({tp: got[-1].offset + 1})
+            finally:
+                await first.stop()
+            assert [m.value for m in got] == [b"j0", b"j1", b"j2"]
+            assert node.storage.engine.mirrored == {("workers", "jobs", 0): 3}
+
+            second = await member()
+            try:
+                resumed = []
+                while len(resumed) < 3:
+                    batches = await second.getmany(timeout_ms=1000)
+                    resumed += [m for records in batches.values() for m in records]
+            finally:
+                await second.stop()
+            assert [m.value for m in resumed] == [b"j3", b"j4", b"j5"]
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("kind, code", [
+    (StorageErrorKind.UNAVAILABLE, ErrorCode.not_leader_or_follower),
+    (StorageErrorKind.TIMED_OUT, ErrorCode.request_timed_out),
+    (StorageErrorKind.TOO_LARGE, ErrorCode.message_too_large),
+    (StorageErrorKind.FAILED, ErrorCode.kafka_storage_error),
+])
+def test_storage_failures_are_answered_with_kafka_error_codes(kind, code):
+    async def scenario():
+        async with memory_node() as (node, bootstrap):
+            ok = await raw_request(bootstrap, 0, 3, produce_request("fragile", batch(b"a")), ProduceResponse)
+            assert ok.responses[0].partition_responses[0].error_code == ErrorCode.none
+            info = node.storage.cached_topic("fragile")
+            node.storage.partition_log(info, 0).fail_appends = StorageError("injected", kind)
+            failed = await raw_request(bootstrap, 0, 3, produce_request("fragile", batch(b"b")), ProduceResponse)
+            [part] = failed.responses[0].partition_responses
+            assert (part.error_code, part.base_offset) == (code, -1)
+
+    run(scenario)
+
+
+def test_a_corrupt_batch_is_refused_and_nothing_is_stored():
+    async def scenario():
+        async with memory_node() as (node, bootstrap):
+            good = batch(b"x")
+            corrupt = good[:-1] + bytes([good[-1] ^ 0xFF])
+            response = await raw_request(bootstrap, 0, 3, produce_request("strict", corrupt), ProduceResponse)
+            assert response.responses[0].partition_responses[0].error_code == ErrorCode.corrupt_message
+            info = node.storage.cached_topic("strict")
+            assert await node.storage.partition_log(info, 0).bounds() == (0, 0)
+
+    run(scenario)
