@@ -46,7 +46,7 @@ class Config:
                    latency_seconds=2.0, phase_timeout_s=60.0, quick=True)
 
     def records_for(self, size: int, system: str = "") -> int:
-        n = self.pulsar_path_records if system in PULSAR_PATH else self.records
+        n = self.pulsar_path_records if system.partition("@")[0] in PULSAR_PATH else self.records
         return n if size <= 100 else max(1, n // 4)
 
 

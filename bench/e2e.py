@@ -29,13 +29,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from bench.config import RESULTS_DIR, Config
 from bench.latency import latency_consumer_main
 from bench.orchestrate import run, run_system_main
-from bench.systems import ALL_SYSTEMS
+from bench.systems import ALL_SYSTEMS, TREES_ENV, is_system
 
 
 def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
@@ -48,8 +49,12 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--pulsar-path-records", type=int,
                         help="records per 100-byte workload for kop-fast-pulsar and pulsar-direct")
     parser.add_argument("--rounds", type=int, help="rounds per system (systems alternate within a round)")
-    parser.add_argument("--systems", nargs="+", choices=ALL_SYSTEMS, metavar="SYSTEM",
-                        help=f"systems to run (default all: {' '.join(ALL_SYSTEMS)})")
+    parser.add_argument("--systems", nargs="+", metavar="SYSTEM",
+                        help=f"systems to run (default all: {' '.join(ALL_SYSTEMS)}); "
+                             "kop-fast-kafka@LABEL runs the checkout named by --tree LABEL=PATH")
+    parser.add_argument("--tree", action="append", default=[], metavar="LABEL=PATH",
+                        help="another kop_fast checkout (its codec built in place), for before/after runs "
+                             "side by side; each kop-fast-*@LABEL system is paired with kop-fast-* in the ratios")
     parser.add_argument("--latency-seconds", type=float, help="duration of the fixed-rate latency phase")
     parser.add_argument("--latency-rate", type=int, help="records/s of the latency phase (default 10000)")
     parser.add_argument("--latency-linger-ms", type=int, help="linger.ms of the latency phase (default 1)")
@@ -59,6 +64,13 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--latency-consumer", help=argparse.SUPPRESS)
     parser.add_argument("--run-system", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.tree:
+        os.environ[TREES_ENV] = os.pathsep.join(
+            f"{label}={Path(path).resolve()}" for label, path in (t.split("=", 1) for t in args.tree))
+    unknown = [name for name in args.systems or () if not is_system(name)]
+    if unknown:
+        parser.error(f"unknown systems {' '.join(unknown)}; choose from {' '.join(ALL_SYSTEMS)} "
+                     "(or kop-fast-*@LABEL with --tree LABEL=PATH)")
     cfg = Config.quick_config() if args.quick else Config()
     if args.records:
         cfg.records = args.records

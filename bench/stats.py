@@ -120,7 +120,9 @@ PAIRS = (("kop-fast-kafka", "tansu"), PULSAR_PATH)
 def paired_ratios(systems: dict, cfg: Config) -> dict:
     """{"ours/ref": {workload: {phase: {"rounds": [ratio per round], "median": m}}}}."""
     out: dict = {}
-    for ours, ref in PAIRS:
+    # A checkout compared side by side (kop-fast-kafka@before) is paired with this one.
+    trees = tuple((base, name) for name in systems for base in [name.partition("@")[0]] if base != name)
+    for ours, ref in PAIRS + trees:
         if ours not in systems or ref not in systems:
             continue
         pair: dict = {}

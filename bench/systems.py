@@ -298,10 +298,16 @@ def wait_partitions(bootstrap: str, topic: str, partitions: int, timeout: float 
 class KopFast(System):
     protocol = "kafka"
 
-    def __init__(self, workdir: Path, entry_format: str) -> None:
+    def __init__(self, workdir: Path, entry_format: str, tree: str | None = None) -> None:
         self.entry_format = entry_format
         self.name = f"kop-fast-{entry_format}"
         self.label = f"kop-fast ({entry_format} entries)"
+        # Another checkout of kop_fast (`--tree LABEL=PATH`): the same system, that code.
+        self.tree = tree
+        if tree is not None:
+            label = tree_label(tree)
+            self.name += f"@{label}"
+            self.label += f" @{label}"
         super().__init__(workdir)
         self.data_dir = self.workdir / f"{self.name}-data"
         self.pulsar_pid: int | None = None
@@ -312,6 +318,8 @@ class KopFast(System):
     def start(self) -> None:
         shutil.rmtree(self.data_dir, ignore_errors=True)
         env = repo_env()
+        if self.tree is not None:
+            env["PYTHONPATH"] = os.pathsep.join([self.tree, env["PYTHONPATH"]])
         env.pop(INJECT_DELAY_ENV, None)
         module = "kop_fast"
         if self.inject_delay_ms:
@@ -445,7 +453,31 @@ class PulsarDirect(System):
 ALL_SYSTEMS = ("kop-fast-kafka", "kop-fast-pulsar", "tansu", "pulsar-direct")
 
 
+# `--tree LABEL=PATH` (bench.e2e) puts the pairs here, so child processes see them too.
+TREES_ENV = "KOP_FAST_BENCH_TREES"
+
+
+def trees() -> dict[str, str]:
+    """LABEL -> path of the other kop_fast checkouts this run compares."""
+    pairs = (item.split("=", 1) for item in os.environ.get(TREES_ENV, "").split(os.pathsep) if "=" in item)
+    return {label: path for label, path in pairs}
+
+
+def tree_label(path: str) -> str:
+    return next(label for label, p in trees().items() if p == path)
+
+
+def is_system(name: str) -> bool:
+    base, _, label = name.partition("@")
+    return base in ALL_SYSTEMS and (not label or (base.startswith("kop-fast-") and label in trees()))
+
+
 def make_system(name: str, workdir: Path) -> System:
+    base, _, label = name.partition("@")
+    if label:
+        if not is_system(name):
+            raise ValueError(f"unknown system {name!r}: --tree {label}=PATH names no checkout")
+        return KopFast(workdir, base.removeprefix("kop-fast-"), tree=trees()[label])
     if name == "kop-fast-kafka":
         return KopFast(workdir, "kafka")
     if name == "kop-fast-pulsar":
@@ -458,11 +490,14 @@ def make_system(name: str, workdir: Path) -> System:
 
 
 def describe(name: str) -> str:
+    base, _, label = name.partition("@")
+    if label:
+        return f"{describe(base)}, the checkout {trees()[label]}"
     return {"kop-fast-kafka": "kop-fast, --entry-format kafka",
             "kop-fast-pulsar": "kop-fast, --entry-format pulsar",
             "tansu": "Tansu 0.6, memory storage",
             "pulsar-direct": "pulsar-client direct to pulsar-lite"}[name]
 
 
-__all__ = ["ALL_SYSTEMS", "INJECT_DELAY_ENV", "System", "SystemError_", "make_system", "describe", "pulsar_client",
+__all__ = ["ALL_SYSTEMS", "INJECT_DELAY_ENV", "TREES_ENV", "System", "is_system", "trees", "SystemError_", "make_system", "describe", "pulsar_client",
            "repo_env"]

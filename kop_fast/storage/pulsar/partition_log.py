@@ -268,16 +268,16 @@ def _first_of_all(futures: list) -> asyncio.Future:
 class PulsarFetchCursor:
     """One fetch's hold on a partition: the entry cache first, else the reader it leased."""
 
-    __slots__ = ("offset", "_log", "_reader", "_served")
+    __slots__ = ("offset", "_partition", "_reader", "_served")
 
-    def __init__(self, log_: PulsarPartitionLog, offset: int, reader: TailReader | None) -> None:
+    def __init__(self, partition: PulsarPartitionLog, offset: int, reader: TailReader | None) -> None:
         self.offset = offset
-        self._log = log_
+        self._partition = partition
         self._reader = reader
         self._served = False
 
     def take(self, max_bytes: int) -> tuple[list, int]:
-        partition = self._log
+        partition = self._partition
         cache = partition.cache
         if cache is not None:
             parts, size, after = cache.take(self.offset, max_bytes)
@@ -309,9 +309,9 @@ class PulsarFetchCursor:
         waits = []
         if self._reader is not None:
             waits.append(self._reader.wait_future())
-        if self._log.cache is not None:
+        if self._partition.cache is not None:
             # An entry stored through this process wakes the fetch before Pulsar delivers it.
-            waits.append(self._log.cache.wait_future(asyncio.get_running_loop()))
+            waits.append(self._partition.cache.wait_future(asyncio.get_running_loop()))
         return waits
 
     def release(self) -> None:
@@ -319,6 +319,6 @@ class PulsarFetchCursor:
         if reader is None:
             return
         reader.leased = False
-        hwm = self._log.high_watermark or 0
+        hwm = self._partition.high_watermark or 0
         if not self._served and reader.position < hwm and time.monotonic() - reader.last_delivery > STALL_S:
             reader.mark_stalled()

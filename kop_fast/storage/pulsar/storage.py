@@ -51,6 +51,7 @@ class PulsarStorage:
         self.bridge: CompletionBridge | None = None
         self.topics: TopicRegistry | None = None
         self._pulsar_names: dict[str, str] = {}  # Kafka name -> Pulsar topic (the naming regexes run once)
+        self._infos: dict[str, TopicInfo] = {}
         self._native_probe: dict[str, tuple[float, TopicInfo | None]] = {}
         self._partitions: dict[str, PulsarPartitionLog] = {}
         # With an admin URL, Pulsar's own partitioned-topic metadata is the truth.
@@ -127,7 +128,12 @@ class PulsarStorage:
         return pulsar_topic
 
     def _info(self, pulsar_topic: str, partitions: int, partitioned: bool = True) -> TopicInfo:
-        return TopicInfo(self.naming.kafka_name(pulsar_topic), partitions, pulsar_topic, partitioned)
+        # Kept: Produce and Fetch ask for the layout of their topics on every request.
+        info = self._infos.get(pulsar_topic)
+        if info is None or info.partitions != partitions or info.partitioned != partitioned:
+            info = TopicInfo(self.naming.kafka_name(pulsar_topic), partitions, pulsar_topic, partitioned)
+            self._infos[pulsar_topic] = info
+        return info
 
     def _known(self, pulsar_topic: str) -> TopicInfo | None:
         partitions = self.topics.get(pulsar_topic)
