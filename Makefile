@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.kop-fast-installed
 # Re-install (and so re-build the extension) whenever the build inputs change.
-BUILD_INPUTS := pyproject.toml setup.py $(wildcard kop_fast/*.pyx kop_fast/*.pxd kop_fast/*.h)
+BUILD_INPUTS := pyproject.toml setup.py $(wildcard kop_fast/*.pyx kop_fast/*.pxi kop_fast/*.pxd kop_fast/*.h)
 PYTEST_FLAGS ?= -q -W ignore::DeprecationWarning
 
 .PHONY: serve test test-compiled test-pure bench bench-check clean

@@ -10,7 +10,7 @@ from pathlib import Path
 import kop_fast
 
 PACKAGE = Path(kop_fast.__file__).parent
-SANS_IO = ["protocol/*.py", "protocol/extra_schemas/*.py", "coordinator/*.py", "codec.py", "_codec_py.py", "_codec.pyx", "config.py",
+SANS_IO = ["protocol/*.py", "protocol/extra_schemas/*.py", "coordinator/*.py", "codec.py", "_codec_py.py", "_codec.pyx", "_codec_*.pxi", "config.py",
            "producer_state.py", "pulsar_payload.py",
            "storage/pulsar/naming.py"]
 IO_MODULES = {"asyncio", "uvloop", "pulsar", "_pulsar", "socket", "selectors", "threading", "subprocess"}
@@ -18,7 +18,7 @@ IO_MODULES = {"asyncio", "uvloop", "pulsar", "_pulsar", "socket", "selectors", "
 
 def imported_modules(path: Path) -> set[str]:
     text = path.read_text()
-    if path.suffix == ".pyx":  # Cython: check the plain import lines only
+    if path.suffix in (".pyx", ".pxi"):  # Cython: check the plain import lines only
         lines = [l.strip() for l in text.splitlines() if l.strip().startswith(("import ", "from "))]
         names = set()
         for line in lines:
