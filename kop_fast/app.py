@@ -76,7 +76,13 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
         await storage.close()
         return 1
 
-    cluster_id = settings.cluster_id or default_cluster_id(pulsar_url, settings.kafka_tenant, settings.kafka_namespace)
+    try:
+        cluster_id = settings.cluster_id or await storage.cluster_id(
+            default_cluster_id(pulsar_url, settings.kafka_tenant, settings.kafka_namespace))
+    except Exception as exc:  # noqa: BLE001 - say why in one line
+        print(f"kop-fast: error: cannot agree on a cluster id through Pulsar at {pulsar_url}: {exc}", file=sys.stderr)
+        await storage.close()
+        return 1
     node = KafkaNode(settings, storage, cluster_id)
     try:
         bound = await node.start()
@@ -102,6 +108,6 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
 
 
 def default_cluster_id(pulsar_url: str, tenant: str, namespace: str) -> str:
-    """A stable Kafka cluster id, equal in every kop_fast in front of the same Pulsar namespace."""
+    """The cluster id this process proposes; the first one stored in Pulsar is everybody's."""
     digest = hashlib.sha256(f"{pulsar_url}|{tenant}/{namespace}".encode()).digest()[:16]
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")

@@ -40,6 +40,9 @@ _SERVE_OPTIONS = (
      "skip the Pulsar read (kafka entry format; 0 disables; default 512)"),
     ("--default-num-partitions", "N",
      "partitions of auto-created topics (default 1)"),
+    ("--auto-create-topics", "true|false",
+     "create a topic that does not exist when a producer, or a Metadata request that allows it, "
+     "names it (Kafka's auto.create.topics.enable; default true)"),
     ("--node-id", "N",
      "Kafka broker id of this process (default 0)"),
     ("--cluster-id", "ID",

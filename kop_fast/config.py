@@ -74,6 +74,21 @@ def _non_negative_int(name: str) -> Callable[[Any], int]:
     return _int_at_least(name, 0, ">= 0")
 
 
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+def _boolean(name: str) -> Callable[[Any], bool]:
+    def parse(value: Any) -> bool:
+        if isinstance(value, bool):  # TOML
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE or text in _FALSE:
+            return text in _TRUE
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return parse
+
+
 def _choice(name: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = str(value).lower()
@@ -157,6 +172,9 @@ class Settings:
     # million records more than from memory.
     read_cache_mb: int = 512
     default_num_partitions: int = 1
+    # Kafka's auto.create.topics.enable: Produce, and Metadata when the client allows it,
+    # create a topic that does not exist.
+    auto_create_topics: bool = True
     node_id: int = 0
     cluster_id: str | None = None
     max_request_size: int = 100 * 1024 * 1024
@@ -183,6 +201,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "entry_format": _choice("entry-format", ("kafka", "pulsar")),
     "read_cache_mb": _non_negative_int("read-cache-mb"),
     "default_num_partitions": _positive_int("default-num-partitions"),
+    "auto_create_topics": _boolean("auto-create-topics"),
     "node_id": _non_negative_int("node-id"),
     "cluster_id": lambda v: str(v),
     "max_request_size": _positive_int("max-request-size"),

@@ -16,6 +16,7 @@ from kop_fast.producer_state import ProducerStateTable
 from kop_fast.server.connection import KafkaConnection
 from kop_fast.server.group_coordinator import GroupCoordinator
 from kop_fast.server.registry import REGISTRY, HandlerRegistry
+from kop_fast.server.retention import start_sweeping, stop_sweeping
 from kop_fast.storage.api import Storage
 
 log = logging.getLogger("kop_fast")
@@ -55,6 +56,7 @@ class KafkaNode:
                 await self.stop()
                 raise OSError(exc.errno, f"cannot listen on {listener.host}:{listener.port}: {exc.strerror}") from exc
             self._servers.append(server)
+        start_sweeping(self)  # retention.ms overrides, enforced by this process
         bound = [s.sockets[0].getsockname()[:2] for s in self._servers]
         if not self.settings.advertised_listener:
             # With port 0 the kernel chose the port: advertise the one we really have.
@@ -63,6 +65,7 @@ class KafkaNode:
 
     async def stop(self) -> None:
         """Stop accepting, answer what clients already sent (bounded), close connections."""
+        await stop_sweeping(self)
         for server in self._servers:
             server.close()
         # Parked JoinGroup/SyncGroup get NOT_COORDINATOR, in-flight commits are persisted and

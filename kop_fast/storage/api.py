@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import uuid
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -54,15 +55,24 @@ class TopicExists(StorageError):
         self.info = info
 
 
+class UnknownTopic(StorageError):
+    """The topic does not exist (any more): deleted, or never made."""
+
+
+class InvalidPartitions(StorageError):
+    """A partition count the topic cannot take (partitions only grow)."""
+
+
 # -- topics ------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class TopicInfo:
     #: The name Kafka clients see (short inside the configured namespace).
     name: str
     partitions: int
-    #: The engine's own, stable name of the topic (Pulsar: `persistent://tenant/ns/name`);
-    #: topic ids are derived from it.
+    #: The engine's own, stable name of the topic (Pulsar: `persistent://tenant/ns/name`).
     storage_name: str
+    #: Kafka's topic id: the same on every proxy, a new one for each incarnation of a name.
+    topic_id: uuid.UUID
     #: False when the engine keeps the topic as one log (a plain Pulsar topic), shown as partition 0.
     partitioned: bool = True
 
@@ -118,6 +128,10 @@ class PartitionLog(Protocol):
         """A cursor at `offset` (within the bounds); a fetch inside a gap between stored
         batches starts at the next record."""
 
+    async def delete_records(self, before: int) -> int:
+        """Move the log start to `before` (at most the high watermark: clamped there), on
+        every proxy; records below it are never returned again. Returns the new log start."""
+
 
 # -- the group coordinator's log ---------------------------------------------------------------
 class OffsetsLog(Protocol):
@@ -153,11 +167,36 @@ class Storage(Protocol):
         """The layout of the topic a Kafka client names, or None when it does not exist.
         Raises InvalidTopicName."""
 
-    async def create_topic(self, name: str, partitions: int) -> TopicInfo:
-        """Create it; raises TopicExists (with the existing layout) or InvalidTopicName."""
+    async def create_topic(self, name: str, partitions: int, configs: Mapping[str, str] | None = None) -> TopicInfo:
+        """Create it with these config overrides; raises TopicExists (with the existing
+        layout) or InvalidTopicName. Durable, and seen by every proxy, on return."""
+
+    async def delete_topic(self, topic: TopicInfo) -> None:
+        """Delete this incarnation: it leaves every listing, and a topic made again with the
+        same name starts empty (none of these records is ever visible again). Raises UnknownTopic."""
+
+    async def grow_topic(self, topic: TopicInfo, partitions: int) -> TopicInfo:
+        """Raise the partition count (new partitions usable at once, everywhere). Raises
+        InvalidPartitions when `partitions` is not more than now, UnknownTopic."""
+
+    def topic_configs(self, topic: TopicInfo) -> Mapping[str, str]:
+        """The topic's config overrides as this process knows them (no I/O; read-only)."""
+
+    #: Whether `set_topic_configs` applies `retention.bytes` in the engine (Pulsar: only
+    #: through the admin API); the server refuses a size limit nobody would enforce.
+    applies_retention_bytes: bool
+
+    async def set_topic_configs(self, topic: TopicInfo, configs: Mapping[str, str]) -> None:
+        """Replace the topic's config overrides (durable, seen by every proxy, on return).
+        The engine applies what it can (Pulsar: retention through the admin API); what
+        a setting means for Kafka clients is the server's business. Raises UnknownTopic."""
 
     async def list_topics(self) -> list[TopicInfo]:
         """Every topic of the configured namespace, sorted by name."""
+
+    async def cluster_id(self, proposed: str) -> str:
+        """The Kafka cluster id of every proxy on this engine: kept by the engine, the
+        first one proposed wins (so it survives restarts and is the same everywhere)."""
 
     def partition_log(self, topic: TopicInfo, index: int) -> PartitionLog:
         """Partition `index` (0 <= index < topic.partitions) of the topic."""

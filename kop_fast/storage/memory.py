@@ -17,11 +17,22 @@ from __future__ import annotations
 
 import asyncio
 import re
+import uuid
+from types import MappingProxyType
 from bisect import bisect_right
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
 
 from kop_fast import codec
-from kop_fast.storage.api import InvalidTopicName, StorageError, StorageErrorKind, TopicExists, TopicInfo
+from kop_fast.storage.api import (
+    InvalidPartitions,
+    InvalidTopicName,
+    StorageError,
+    StorageErrorKind,
+    TopicExists,
+    TopicInfo,
+    UnknownTopic,
+)
 
 _LEGAL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -71,7 +82,7 @@ class MemoryPartitionLog:
     async def offset_for_timestamp(self, timestamp: int) -> tuple[int, int] | None:
         for i in range(len(self._batches)):
             for record in self._records(i):
-                if record.timestamp >= timestamp:
+                if record.offset >= self.log_start and record.timestamp >= timestamp:
                     return record.offset, record.timestamp
         return None
 
@@ -83,6 +94,10 @@ class MemoryPartitionLog:
 
     async def open_fetch(self, offset: int) -> "MemoryFetchCursor":
         return MemoryFetchCursor(self, offset)
+
+    async def delete_records(self, before: int) -> int:
+        self.log_start = max(self.log_start, min(before, self._end))
+        return self.log_start
 
     def batches_from(self, offset: int):
         """(base, count, data) of the batch holding `offset` and every later one."""
@@ -153,16 +168,24 @@ class MemoryOffsetsLog:
             del self._engine.owners[self._index]
 
 
+@dataclass
+class MemoryTopic:
+    partitions: int
+    topic_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    configs: dict[str, str] = field(default_factory=dict)
+
+
 class MemoryEngine:
     """What several MemoryStorages share, as several proxies share one Pulsar."""
 
     def __init__(self) -> None:
-        self.topics: dict[str, int] = {}
-        self.partitions: dict[tuple[str, int], MemoryPartitionLog] = {}
+        self.topics: dict[str, MemoryTopic] = {}
+        self.partitions: dict[tuple[uuid.UUID, int], MemoryPartitionLog] = {}
         self.offsets: dict[int, list[tuple[bytes, bytes | None]]] = {}
         self.owners: dict[int, object] = {}
         #: (group, topic, partition) -> the last committed offset mirrored
         self.mirrored: dict[tuple[str, str, int], int] = {}
+        self.cluster_id: str | None = None
 
 
 class MemoryStorage:
@@ -183,8 +206,14 @@ class MemoryStorage:
             raise InvalidTopicName(f"topic name {name!r} is not a legal Kafka topic name")
 
     def _info(self, name: str) -> TopicInfo | None:
-        partitions = self.engine.topics.get(name)
-        return None if partitions is None else TopicInfo(name, partitions, f"memory:{name}")
+        topic = self.engine.topics.get(name)
+        return None if topic is None else TopicInfo(name, topic.partitions, f"memory:{name}", topic.topic_id)
+
+    def _current(self, info: TopicInfo) -> MemoryTopic:
+        topic = self.engine.topics.get(info.name)
+        if topic is None or topic.topic_id != info.topic_id:
+            raise UnknownTopic(f"topic {info.name} does not exist")
+        return topic
 
     def cached_topic(self, name: str) -> TopicInfo | None:
         return self._info(name)
@@ -193,19 +222,46 @@ class MemoryStorage:
         self._check(name)
         return self._info(name)
 
-    async def create_topic(self, name: str, partitions: int) -> TopicInfo:
+    async def create_topic(self, name: str, partitions: int, configs: Mapping[str, str] | None = None) -> TopicInfo:
         self._check(name)
         existing = self._info(name)
         if existing is not None:
             raise TopicExists(existing)
-        self.engine.topics[name] = partitions
+        self.engine.topics[name] = MemoryTopic(partitions, configs=dict(configs or {}))
         return self._info(name)
+
+    async def delete_topic(self, topic: TopicInfo) -> None:
+        self._current(topic)
+        del self.engine.topics[topic.name]
+        for key in [k for k in self.engine.partitions if k[0] == topic.topic_id]:
+            del self.engine.partitions[key]
+
+    async def grow_topic(self, topic: TopicInfo, partitions: int) -> TopicInfo:
+        current = self._current(topic)
+        if partitions <= current.partitions:
+            raise InvalidPartitions(f"topic {topic.name} has {current.partitions} partitions already")
+        current.partitions = partitions
+        return self._info(topic.name)
+
+    applies_retention_bytes = False
+
+    def topic_configs(self, topic: TopicInfo) -> Mapping[str, str]:
+        current = self.engine.topics.get(topic.name)
+        return MappingProxyType(current.configs if current is not None and current.topic_id == topic.topic_id else {})
+
+    async def set_topic_configs(self, topic: TopicInfo, configs: Mapping[str, str]) -> None:
+        self._current(topic).configs = dict(configs)
 
     async def list_topics(self) -> list[TopicInfo]:
         return [self._info(name) for name in sorted(self.engine.topics)]
 
+    async def cluster_id(self, proposed: str) -> str:
+        if self.engine.cluster_id is None:
+            self.engine.cluster_id = proposed
+        return self.engine.cluster_id
+
     def partition_log(self, topic: TopicInfo, index: int) -> MemoryPartitionLog:
-        key = (topic.name, index)
+        key = (topic.topic_id, index)
         partition = self.engine.partitions.get(key)
         if partition is None:
             partition = self.engine.partitions[key] = MemoryPartitionLog(f"{topic.name}-{index}")

@@ -100,3 +100,21 @@ def test_cli_options_become_settings(capsys):
         main(["serve", "--no-such-option"])
     assert info.value.code == 2
     assert capsys.readouterr().err == "kop-fast: error: unrecognized arguments: --no-such-option\n"
+
+
+def test_auto_create_topics_from_every_source(tmp_path):
+    from kop_fast.cli import build_parser
+
+    assert Settings().auto_create_topics is True
+    cfg = tmp_path / "k.toml"
+    cfg.write_text("auto_create_topics = false\n")
+    assert build_settings({"config": str(cfg)}, environ={}).auto_create_topics is False
+    assert build_settings({}, environ={"KOP_FAST_AUTO_CREATE_TOPICS": "false"}).auto_create_topics is False
+    assert build_settings({"auto_create_topics": "on"}, environ={"KOP_FAST_AUTO_CREATE_TOPICS": "0"}).auto_create_topics
+    for text, expected in (("false", False), ("TRUE", True), ("no", False), ("1", True)):
+        args = build_parser().parse_args(["serve", "--auto-create-topics", text])
+        flags = {k: v for k, v in vars(args).items() if k != "command"}
+        assert build_settings(flags, environ={}).auto_create_topics is expected
+    with pytest.raises(ConfigError) as info:
+        build_settings({"auto_create_topics": "maybe"}, environ={})
+    assert str(info.value) == "auto-create-topics must be true or false, got 'maybe'"

@@ -40,7 +40,7 @@ from kop_fast.protocol.schemas import encode_entity, request_schema, response_sc
 from kop_fast.config import build_settings
 from kop_fast.server.node import KafkaNode
 from kop_fast.server.registry import REGISTRY
-from kop_fast.storage.memory import MemoryStorage
+from kop_fast.storage.memory import MemoryStorage, MemoryTopic
 
 MS = datetime.timedelta(milliseconds=1)
 
@@ -99,7 +99,7 @@ class StubCoordinator:
 
 def context(api_key: int, version: int, coordinator):
     storage = MemoryStorage()
-    storage.engine.topics["t"] = 3
+    storage.engine.topics["t"] = MemoryTopic(3)
     node = KafkaNode(build_settings({"listen": "127.0.0.1:9092"}, environ={}), storage, "cluster")
     node.group_coordinator = coordinator
     return SimpleNamespace(node=node, api_version=version, response_schema=response_schema(api_key, version),

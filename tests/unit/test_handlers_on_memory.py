@@ -9,91 +9,17 @@ pulsar-lite in tests/interop. The memory storage numbers offsets 0, 1, 2, ...
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime
-import io
-import struct
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from kio.schema.fetch.v4.request import FetchPartition, FetchRequest, FetchTopic
 from kio.schema.fetch.v4.response import FetchResponse
-from kio.schema.produce.v3.request import PartitionProduceData, ProduceRequest, TopicProduceData
 from kio.schema.produce.v3.response import ProduceResponse
-from kio.serial import entity_reader, entity_writer
 
 from kop_fast import codec
-from kop_fast.config import build_settings
 from kop_fast.protocol.errors import ErrorCode
-from kop_fast.server.node import KafkaNode
 from kop_fast.storage.api import StorageError, StorageErrorKind
-from kop_fast.storage.memory import MemoryStorage
-
-TIME_LIMIT_S = 30
-
-
-@contextlib.asynccontextmanager
-async def memory_node(**flags):
-    settings = build_settings({"listen": "127.0.0.1:0", "group_initial_rebalance_delay_ms": 0,
-                               "group_min_session_timeout_ms": 100, **flags}, environ={})
-    storage = MemoryStorage()
-    await storage.start()
-    node = KafkaNode(settings, storage, "memory-cluster")
-    [(host, port)] = await node.start()
-    try:
-        yield node, f"{host}:{port}"
-    finally:
-        await node.stop()
-        await storage.close()
-
-
-def run(scenario):
-    asyncio.run(asyncio.wait_for(scenario(), TIME_LIMIT_S))
-
-
-async def raw_request(bootstrap: str, api_key: int, version: int, request, response_cls):
-    """One request over its own connection (header v1), the decoded response."""
-    host, port = bootstrap.split(":")
-    body = io.BytesIO()
-    entity_writer(type(request))(body, request)
-    payload = struct.pack(">hhih", api_key, version, 7, 4) + b"test" + body.getvalue()
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        writer.write(struct.pack(">i", len(payload)) + payload)
-        size = struct.unpack(">i", await reader.readexactly(4))[0]
-        frame = await reader.readexactly(size)
-    finally:
-        writer.close()
-    assert struct.unpack(">i", frame[:4])[0] == 7
-    response, _ = entity_reader(response_cls)(frame, 4)  # after the correlation id
-    return response
-
-
-def fetch_request(topic: str, offset: int, max_wait_ms: int) -> FetchRequest:
-    return FetchRequest(
-        replica_id=-1, max_wait=datetime.timedelta(milliseconds=max_wait_ms), min_bytes=1, max_bytes=1 << 20,
-        isolation_level=0, topics=(FetchTopic(topic=topic, partitions=(
-            FetchPartition(partition=0, fetch_offset=offset, partition_max_bytes=1 << 20),)),))
-
-
-def produce_request(topic: str, records: bytes) -> ProduceRequest:
-    return ProduceRequest(transactional_id=None, acks=-1, timeout=datetime.timedelta(seconds=5), topic_data=(
-        TopicProduceData(name=topic, partition_data=(PartitionProduceData(index=0, records=records),)),))
-
-
-def batch(*values: bytes) -> bytes:
-    return codec.encode_batch([codec.Record(i, 1_000 + i, None, v, ()) for i, v in enumerate(values)])
-
-
-async def produce(bootstrap: str, topic: str, values, **headers):
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
-    await producer.start()
-    try:
-        return [await producer.send_and_wait(topic, value=v, key=b"k%d" % i,
-                                             headers=[(k, h) for k, h in headers.items()])
-                for i, v in enumerate(values)]
-    finally:
-        await producer.stop()
+from tests.unit.memory_node import (batch, fetch_request, memory_node, produce, produce_request, raw_request, run,
+                                   started_consumer, take)
 
 
 def test_produced_records_come_back_with_keys_headers_and_consecutive_offsets():
@@ -101,16 +27,10 @@ def test_produced_records_come_back_with_keys_headers_and_consecutive_offsets():
         async with memory_node() as (_node, bootstrap):
             sent = await produce(bootstrap, "orders", [b"v%d" % i for i in range(5)], trace=b"\x00\xff")
             assert [m.offset for m in sent] == [0, 1, 2, 3, 4]
-            consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest")
-            await consumer.start()
-            try:
+            async with started_consumer(bootstrap, auto_offset_reset="earliest") as consumer:
                 tp = TopicPartition("orders", 0)
                 consumer.assign([tp])
-                got = []
-                while len(got) < 5:
-                    got += (await consumer.getmany(tp, timeout_ms=2000)).get(tp, [])
-            finally:
-                await consumer.stop()
+                got = await take(consumer, tp, 5)
             assert [(m.offset, m.key, m.value, list(m.headers)) for m in got] == [
                 (i, b"k%d" % i, b"v%d" % i, [("trace", b"\x00\xff")]) for i in range(5)]
 

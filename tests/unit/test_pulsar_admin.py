@@ -46,10 +46,40 @@ class _AdminHandler(BaseHTTPRequestHandler):
         self.topics[name] = count
         self._send(204)
 
+    def _name(self):
+        path = self.path.split("?", 1)[0]
+        return "persistent://" + "/".join(path.split("/")[4:7]), path
+
+    def do_POST(self):
+        name, path = self._name()
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if path.endswith("/partitions"):
+            if name not in self.topics:
+                return self._send(404)
+            if body <= self.topics[name]:
+                return self._send(409, {"reason": "partitions can only grow"})
+            self.topics[name] = body
+            return self._send(204)
+        if path.endswith("/retention"):
+            self.retention[name] = body
+            return self._send(204)
+        self._send(404)
+
+    def do_DELETE(self):
+        name, path = self._name()
+        if path.endswith("/partitions"):
+            self.deletes.append(self.path)
+            return self._send(204 if self.topics.pop(name, None) is not None else 404)
+        if path.endswith("/retention"):
+            return self._send(204 if self.retention.pop(name, None) is not None else 404)
+        self._send(404)
+
 
 @pytest.fixture
 def admin_url():
     _AdminHandler.topics = {}
+    _AdminHandler.retention = {}
+    _AdminHandler.deletes = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), _AdminHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -69,6 +99,30 @@ def test_partitioned_topic_lifecycle(admin_url):
         assert await admin.create_partitioned("persistent://public/default/orders", 3) is False
         assert await admin.partitions("persistent://public/default/orders") == 6
         assert await admin.partitioned_topics("public", "default") == ["persistent://public/default/orders"]
+
+    asyncio.run(scenario())
+
+
+def test_topic_changes_through_the_admin_api(admin_url):
+    admin = PulsarAdmin(admin_url)
+    topic = "persistent://public/default/orders"
+
+    async def scenario():
+        assert await admin.create_partitioned(topic, 2) is True
+        await admin.grow_partitioned(topic, 5)
+        assert await admin.partitions(topic) == 5
+        with pytest.raises(PulsarAdminError):
+            await admin.grow_partitioned(topic, 3)  # Pulsar refuses to shrink
+        await admin.set_retention(topic, {"retention.ms": "90001", "retention.bytes": "1"})
+        assert _AdminHandler.retention[topic] == {"retentionTimeInMinutes": 2, "retentionSizeInMB": 1}
+        await admin.set_retention(topic, {"retention.ms": "-1"})
+        assert _AdminHandler.retention[topic] == {"retentionTimeInMinutes": -1, "retentionSizeInMB": -1}
+        await admin.set_retention(topic, {"cleanup.policy": "delete"})  # no retention: the namespace's again
+        assert topic not in _AdminHandler.retention
+        await admin.delete_partitioned(topic)
+        assert await admin.partitions(topic) == 0
+        assert _AdminHandler.deletes[-1].endswith("/partitions?force=true")
+        await admin.delete_partitioned(topic)  # already gone: no error
 
     asyncio.run(scenario())
 

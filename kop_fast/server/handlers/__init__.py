@@ -1,12 +1,21 @@
 """One module per Kafka API. Importing this package registers every handler in the registry."""
 
 from kop_fast.server.handlers import (  # noqa: F401
+    acls,
+    alter_configs,
     api_versions,
+    create_partitions,
+    create_topics,
     delete_groups,
+    delete_records,
+    delete_topics,
+    describe_cluster,
+    describe_configs,
     describe_groups,
     fetch,
     find_coordinator,
     heartbeat,
+    incremental_alter_configs,
     init_producer_id,
     join_group,
     leave_group,

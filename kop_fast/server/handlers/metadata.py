@@ -15,13 +15,11 @@ from kop_fast.storage.api import TopicInfo
 
 API_KEY = 3
 _ZERO = datetime.timedelta(0)
-# Stable topic ids: the same name gives the same id in every kop_fast process.
-_TOPIC_ID_NAMESPACE = uuid.UUID("0b7e4a53-7f4c-4a35-9d55-6b6f0e2a9c11")
 _AUTHORIZED_OPS_UNKNOWN = -(2**31)
 
 
 def topic_id(info: TopicInfo) -> uuid.UUID:
-    return uuid.uuid5(_TOPIC_ID_NAMESPACE, info.storage_name)
+    return info.topic_id
 
 
 def _topic_entry(schema, node, name: str, error: ErrorCode, info: TopicInfo | None):

@@ -23,6 +23,7 @@ from kop_fast.protocol.produce_wire import (
 )
 from kop_fast.server.registry import api
 from kop_fast.server.storage_errors import storage_error_code
+from kop_fast.server.topic_configs import MAX_MESSAGE_BYTES, int_setting
 from kop_fast.server.topics import resolve_topic
 
 log = logging.getLogger("kop_fast.produce")
@@ -45,6 +46,9 @@ def _store(node, info, index: int, records) -> asyncio.Future | tuple[ErrorCode,
         return ErrorCode.unknown_topic_or_partition, -1
     if not records:
         return ErrorCode.corrupt_message, -1
+    limit = node.storage.topic_configs(info).get(MAX_MESSAGE_BYTES)  # None unless the topic sets it
+    if limit is not None and len(records) > int_setting(limit):
+        return ErrorCode.message_too_large, -1
     try:
         batches = codec.batch_infos(records)
     except codec.CorruptRecordError as exc:

@@ -6,6 +6,11 @@ own metadata, where Pulsar clients and tools see it. Endpoints (Pulsar admin v2)
     GET  /admin/v2/persistent/{tenant}/{namespace}/{topic}/partitions  -> {"partitions": N}
     PUT  /admin/v2/persistent/{tenant}/{namespace}/{topic}/partitions  body: N   (409 if it exists)
     GET  /admin/v2/persistent/{tenant}/{namespace}/partitioned          -> ["persistent://..."]
+    POST /admin/v2/persistent/{tenant}/{namespace}/{topic}/partitions  body: N   (more partitions)
+    DELETE /admin/v2/persistent/{tenant}/{namespace}/{topic}/partitions?force=true
+    POST /admin/v2/persistent/{tenant}/{namespace}/{topic}/retention   body: {"retentionTimeInMinutes": M,
+                                                                              "retentionSizeInMB": S}
+    DELETE /admin/v2/persistent/{tenant}/{namespace}/{topic}/retention  (back to the namespace's policy)
 
 N == 0 means "not a partitioned topic" (absent, or a plain topic). The standard
 library's HTTP client runs in a worker thread so the event loop never blocks.
@@ -76,3 +81,35 @@ class PulsarAdmin:
         if status != 200 or not isinstance(body, list):
             raise PulsarAdminError(f"partitioned topics of {tenant}/{namespace}: HTTP {status}")
         return [str(t) for t in body]
+
+    async def grow_partitioned(self, pulsar_topic: str, partitions: int) -> None:
+        status, _ = await asyncio.to_thread(self._call, "POST", _path(pulsar_topic) + "/partitions", partitions)
+        if status not in (200, 204):
+            raise PulsarAdminError(f"growing {pulsar_topic} to {partitions} partitions: HTTP {status}")
+
+    async def delete_partitioned(self, pulsar_topic: str) -> None:
+        """Delete the topic and its data (404: already gone)."""
+        status, _ = await asyncio.to_thread(self._call, "DELETE", _path(pulsar_topic) + "/partitions?force=true")
+        if status not in (200, 204, 404):
+            raise PulsarAdminError(f"deleting {pulsar_topic}: HTTP {status}")
+
+    async def set_retention(self, pulsar_topic: str, configs) -> None:
+        """The topic's retention policy from Kafka's retention.ms / retention.bytes (-1: unlimited);
+        neither given: the namespace's policy applies again."""
+        ms, size = configs.get("retention.ms"), configs.get("retention.bytes")
+        if ms is None and size is None:
+            status, _ = await asyncio.to_thread(self._call, "DELETE", _path(pulsar_topic) + "/retention")
+            if status not in (200, 204, 404):
+                raise PulsarAdminError(f"removing the retention of {pulsar_topic}: HTTP {status}")
+            return
+        policy = {"retentionTimeInMinutes": _ceil_units(ms, 60_000), "retentionSizeInMB": _ceil_units(size, 1 << 20)}
+        status, _ = await asyncio.to_thread(self._call, "POST", _path(pulsar_topic) + "/retention", policy)
+        if status not in (200, 204):
+            raise PulsarAdminError(f"setting the retention of {pulsar_topic}: HTTP {status}")
+
+
+def _ceil_units(value, unit: int) -> int:
+    """A Kafka size or duration in Pulsar's coarser unit, rounded up; absent or negative: -1 (unlimited)."""
+    if value is None or int(value) < 0:
+        return -1
+    return -(-int(value) // unit)

@@ -16,6 +16,7 @@ import time
 import _pulsar
 
 from kop_fast import codec
+from kop_fast.storage.api import StorageError
 from kop_fast.storage.pulsar.bridge import CompletionBridge
 from kop_fast.storage.pulsar.entry_cache import CacheBudget, EntryCache
 from kop_fast.storage.pulsar.entries import KafkaEntry, message_id
@@ -34,7 +35,11 @@ STALL_S = 2.0
 
 class PulsarPartitionLog:
     def __init__(self, client: _pulsar.Client, bridge: CompletionBridge, topic: str, entry_format: str,
-                 cache_budget: CacheBudget | None = None) -> None:
+                 cache_budget: CacheBudget | None = None, floor: tuple[int, int] | None = None,
+                 log_start_at_least: int = 0, truncate=None) -> None:
+        """`floor`: the last entry an earlier incarnation of the topic left in this Pulsar
+        topic (this one starts after it); `log_start_at_least`: the log start DeleteRecords
+        moved to; `truncate(offset)`: records a new log start for every proxy."""
         self.client = client
         self.bridge = bridge
         self.name = self.topic = topic
@@ -53,6 +58,10 @@ class PulsarPartitionLog:
         self._readers: list[TailReader] = []
         self._reads = OneOffReads(client, bridge, topic)
         self._producer = PartitionProducer(client, bridge, topic, entry_format, self._stored)
+        self._floor_entry = floor
+        # The lowest offset this partition may still return.
+        self._start_floor = max(codec.pack_offset(floor[0], floor[1] + 1, 0) if floor else 0, log_start_at_least)
+        self._truncate = truncate
 
     # -- offsets bounds --------------------------------------------------------------------------
     def observe_end(self, next_offset: int) -> None:
@@ -78,9 +87,9 @@ class PulsarPartitionLog:
     async def _load_bounds(self) -> None:
         last = await self._reads.last_entry()
         if last is None:
-            self.observe_end(0)
+            self.observe_end(self._start_floor)
             if self.log_start is None:
-                self.log_start = 0
+                self.log_start = self._start_floor
             return
         ledger, entry = last
         known = self.high_watermark
@@ -88,14 +97,34 @@ class PulsarPartitionLog:
             # Only read the last entry (for its record count) when what we have seen ends
             # before it; when this process wrote or read it, the end is already known.
             self.observe_end(await self._reads.end_of_entries_from(ledger, entry))
+        # Entries of an earlier incarnation (or deleted records) end below the floor.
+        self.observe_end(self._start_floor)
         if not self._first_entry_seen:
             self._settle_log_start(await self._reads.first_offset())
 
     def _settle_log_start(self, first: int | None) -> None:
         if first is not None:
-            self.log_start, self._first_entry_seen = first, True
+            self.log_start, self._first_entry_seen = max(first, self._start_floor), True
         else:
             self.log_start = self.high_watermark
+
+    def raise_log_start(self, offset: int) -> None:
+        """DeleteRecords moved the log start (through any proxy): nothing below it is returned."""
+        self._start_floor = max(self._start_floor, offset)
+        if self.log_start is not None and self.log_start < offset:
+            self.log_start = offset
+        if self.high_watermark is not None:
+            self.observe_end(offset)
+
+    async def delete_records(self, before: int) -> int:
+        log_start, hwm = await self.bounds(refresh=True)
+        before = min(before, hwm)
+        if before > log_start:
+            if self._truncate is None:
+                raise StorageError(f"cannot delete records of {self.topic}")
+            await self._truncate(before)
+            self.raise_log_start(before)
+        return self.log_start
 
     def _settle_log_start_soon(self) -> None:
         """After an append, find the first entry in the background (once): a consumer that
@@ -124,7 +153,7 @@ class PulsarPartitionLog:
         first = await self._reads.first_offset()
         if first is not None:
             self._settle_log_start(first)
-            return first
+            return self.log_start
         log_start, _ = await self.bounds(refresh=True)
         return log_start
 
@@ -135,7 +164,20 @@ class PulsarPartitionLog:
         index does), a reader per probe; then the records of the entry found.
         """
         log_start, hwm = await self.bounds()
-        lo, hi = log_start, hwm
+        lo = log_start
+        while lo < hwm:
+            candidate = await self._first_entry_reaching(timestamp, lo, hwm)
+            if candidate is None:
+                return None
+            for record in candidate.records():
+                # An entry can straddle the log start (DeleteRecords): what is below it is gone.
+                if record.offset >= log_start and record.timestamp >= timestamp:
+                    return record.offset, record.timestamp
+            lo = candidate.next_offset
+        return None
+
+    async def _first_entry_reaching(self, timestamp: int, lo: int, hi: int):
+        """The first entry in [lo, hi) whose max timestamp is >= `timestamp`, or None."""
         candidate = None
         while lo < hi:
             mid = (lo + hi) // 2
@@ -149,12 +191,7 @@ class PulsarPartitionLog:
                 if item.base_offset <= lo:
                     break
                 hi = item.base_offset
-        if candidate is None:
-            return None
-        for record in candidate.records():
-            if record.timestamp >= timestamp:
-                return record.offset, record.timestamp
-        return None
+        return candidate
 
     async def last_record(self) -> tuple[int, int] | None:
         """(offset, timestamp) of the last record."""
@@ -211,12 +248,17 @@ class PulsarPartitionLog:
             self._readers.remove(reader)
             await reader.close()
         log_start, hwm = await self.bounds()
-        if offset <= log_start:
+        floor = self._floor_entry
+        if offset <= log_start and not self._start_floor:
             start = _pulsar.MessageId.earliest
         else:
             # Start at the entry holding `offset` (or the last entry, at the high watermark),
-            # inclusive: a reader placed past the end would wait forever.
+            # inclusive: a reader placed past the end would wait forever. At or below an
+            # earlier incarnation's last entry, start there: that entry exists (the offset
+            # after it may not), and take() skips it.
             ledger, entry, _ = codec.unpack_offset(min(offset, hwm))
+            if floor is not None and (ledger, entry) <= floor:
+                ledger, entry = floor
             start = message_id(ledger, entry)
         reader = TailReader(self, offset)
         reader.leased = True

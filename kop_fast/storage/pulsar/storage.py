@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from types import MappingProxyType
 
 import _pulsar
 import pulsar
 
 from kop_fast.config import Settings
-from kop_fast.storage.api import TopicExists, TopicInfo
+from kop_fast.storage.api import InvalidPartitions, StorageError, TopicExists, TopicInfo, UnknownTopic
 from kop_fast.storage.pulsar.admin import PulsarAdmin
 from kop_fast.storage.pulsar.bridge import (
     CompletionBridge,
@@ -32,7 +33,8 @@ from kop_fast.storage.pulsar.naming import TopicNaming, partition_topic, split_p
 from kop_fast.storage.pulsar.offsets_log import PulsarOffsetsLog
 from kop_fast.storage.pulsar.partition_log import PulsarPartitionLog
 from kop_fast.storage.pulsar.subscription_mirror import SubscriptionMirror
-from kop_fast.storage.pulsar.topic_registry import TopicRegistry
+from kop_fast.storage.pulsar.one_off import OneOffReads
+from kop_fast.storage.pulsar.topic_registry import TopicRecord, TopicRegistry, legacy_topic_id
 
 log = logging.getLogger("kop_fast.pulsar")
 
@@ -53,10 +55,10 @@ class PulsarStorage:
         self._pulsar_names: dict[str, str] = {}  # Kafka name -> Pulsar topic (the naming regexes run once)
         self._infos: dict[str, TopicInfo] = {}
         self._native_probe: dict[str, tuple[float, TopicInfo | None]] = {}
-        self._partitions: dict[str, PulsarPartitionLog] = {}
+        self._partitions: dict[tuple, PulsarPartitionLog] = {}  # (topic id, partition topic) -> log
         # With an admin URL, Pulsar's own partitioned-topic metadata is the truth.
         self.admin = PulsarAdmin(settings.pulsar_admin_url) if settings.pulsar_admin_url else None
-        self._admin_topics: dict[str, TopicInfo] = {}
+        self._admin_topics: dict[str, int] = {}  # Pulsar topic -> partitions, per the admin API
         self._sweeper: asyncio.Task | None = None
         self.cache_budget = CacheBudget(settings.read_cache_mb * 1024 * 1024)
         self.mirror: SubscriptionMirror | None = None
@@ -76,6 +78,7 @@ class PulsarStorage:
         self.client = self._client_wrapper._client
         registry_topic = f"persistent://{self.settings.system_namespace}/__kop_fast_topics"
         self.topics = TopicRegistry(self.client, self.bridge, registry_topic)
+        self.topics.on_change = self._topic_changed
         try:
             await asyncio.wait_for(self.topics.start(), 30)
         except asyncio.TimeoutError:
@@ -101,12 +104,38 @@ class PulsarStorage:
     # -- partitions -----------------------------------------------------------------------------
     def partition_log(self, topic: TopicInfo, index: int) -> PulsarPartitionLog:
         name = partition_topic(topic.storage_name, index, topic.partitioned)
-        partition = self._partitions.get(name)
+        key = (topic.topic_id, name)
+        partition = self._partitions.get(key)
         if partition is None:
-            partition = PulsarPartitionLog(self.client, self.bridge, name, self.settings.entry_format,
-                                           self.cache_budget)
-            self._partitions[name] = partition
+            record = self.topics.get(topic.storage_name)
+            if record is None or record.topic_id != topic.topic_id:
+                record = None
+
+            async def truncate(offset: int) -> None:
+                if await self.topics.truncate(topic.storage_name, topic.topic_id, index, offset) is None:
+                    raise UnknownTopic(f"topic {topic.name} does not exist")
+
+            partition = PulsarPartitionLog(
+                self.client, self.bridge, name, self.settings.entry_format, self.cache_budget,
+                floor=record.floors.get(index) if record else None,
+                log_start_at_least=record.log_starts.get(index, 0) if record else 0,
+                truncate=truncate if record else None)
+            self._partitions[key] = partition
         return partition
+
+    def _topic_changed(self, pulsar_topic: str, before: TopicRecord | None, after: TopicRecord | None) -> None:
+        """An op of the registry applied (written by any proxy): follow it in the partition logs."""
+        self._infos.pop(pulsar_topic, None)
+        if before is not None and (after is None or after.topic_id != before.topic_id):
+            # Deleted: its partition logs (readers, producer, cached entries) go.
+            for key in [k for k in self._partitions if k[0] == before.topic_id]:
+                asyncio.ensure_future(self._partitions.pop(key).close())
+        elif before is not None and after.log_starts != before.log_starts:
+            for index, offset in after.log_starts.items():
+                name = partition_topic(pulsar_topic, index)
+                partition = self._partitions.get((after.topic_id, name))
+                if partition is not None:
+                    partition.raise_log_start(offset)
 
     async def _sweep_idle_readers(self) -> None:
         while True:
@@ -131,15 +160,20 @@ class PulsarStorage:
         # Kept: Produce and Fetch ask for the layout of their topics on every request.
         info = self._infos.get(pulsar_topic)
         if info is None or info.partitions != partitions or info.partitioned != partitioned:
-            info = TopicInfo(self.naming.kafka_name(pulsar_topic), partitions, pulsar_topic, partitioned)
+            record = self.topics.get(pulsar_topic)
+            topic_id = record.topic_id if record is not None else legacy_topic_id(pulsar_topic)
+            info = TopicInfo(self.naming.kafka_name(pulsar_topic), partitions, pulsar_topic, topic_id, partitioned)
             self._infos[pulsar_topic] = info
         return info
 
     def _known(self, pulsar_topic: str) -> TopicInfo | None:
-        partitions = self.topics.get(pulsar_topic)
-        if partitions is not None:
-            return self._info(pulsar_topic, partitions)
-        return self._admin_topics.get(pulsar_topic)
+        record = self.topics.get(pulsar_topic)
+        admin = self._admin_topics.get(pulsar_topic)
+        if admin is not None:  # Pulsar's own partition count is the truth
+            return self._info(pulsar_topic, admin)
+        if record is not None:
+            return self._info(pulsar_topic, record.partitions)
+        return None
 
     def cached_topic(self, name: str) -> TopicInfo | None:
         try:
@@ -156,46 +190,121 @@ class PulsarStorage:
 
     async def describe_topic(self, name: str) -> TopicInfo | None:
         pulsar_topic = self._pulsar_topic(name)
+        # Another proxy may just have created, grown or deleted it: read the registry to its end.
+        await self.topics.catch_up()
         info = self._known(pulsar_topic)
         if info is not None:
             return info
         if self.admin is not None:
             count = await self.admin.partitions(pulsar_topic)
             if count > 0:
-                info = self._admin_topics[pulsar_topic] = self._info(pulsar_topic, count)
-                return info
+                self._admin_topics[pulsar_topic] = count
+                return self._info(pulsar_topic, count)
         return await self._probe_native(pulsar_topic)
 
-    async def create_topic(self, name: str, partitions: int) -> TopicInfo:
+    async def create_topic(self, name: str, partitions: int, configs=None) -> TopicInfo:
         pulsar_topic = self._pulsar_topic(name)
+        await self.topics.catch_up()
+        existing = self._known(pulsar_topic)
+        if existing is not None:
+            raise TopicExists(existing)
         native = await self._probe_native(pulsar_topic)
         if native is not None:
             raise TopicExists(native)
         if self.admin is not None:
-            created = await self.admin.create_partitioned(pulsar_topic, partitions)
-            info = self._info(pulsar_topic, await self.admin.partitions(pulsar_topic) or partitions)
-            self._admin_topics[pulsar_topic] = info
-            if not created:
-                raise TopicExists(info)
-            return info
-        count, created = await self.topics.create(pulsar_topic, partitions)
+            if not await self.admin.create_partitioned(pulsar_topic, partitions):
+                raise TopicExists(self._info(pulsar_topic, await self.admin.partitions(pulsar_topic) or partitions))
+            self._admin_topics[pulsar_topic] = partitions
+        record, created = await self.topics.create(pulsar_topic, partitions, configs,
+                                                   await self._floors(pulsar_topic, partitions))
         self._native_probe.pop(pulsar_topic, None)
-        info = self._info(pulsar_topic, count)
+        info = self._info(pulsar_topic, self._admin_topics.get(pulsar_topic, record.partitions))
         if not created:
             raise TopicExists(info)
+        if configs and self.admin is not None:
+            await self.admin.set_retention(pulsar_topic, configs)
         return info
+
+    async def _floors(self, pulsar_topic: str, partitions: int) -> dict[int, tuple[int, int]]:
+        """The last entries earlier incarnations of the name left in its partitions' Pulsar
+        topics (only names deleted before have any)."""
+        count = max(self.topics.deleted.get(pulsar_topic, 0), partitions) if pulsar_topic in self.topics.deleted else 0
+        names = [partition_topic(pulsar_topic, i) for i in range(count)]
+        lasts = await asyncio.gather(*(OneOffReads(self.client, self.bridge, n).last_entry() for n in names))
+        return {i: last for i, last in enumerate(lasts) if last is not None}
+
+    def _current(self, topic: TopicInfo) -> TopicRecord:
+        record = self.topics.get(topic.storage_name)
+        if record is None or record.topic_id != topic.topic_id:
+            raise UnknownTopic(f"topic {topic.name} does not exist")
+        return record
+
+    async def delete_topic(self, topic: TopicInfo) -> None:
+        pulsar_topic = topic.storage_name
+        if self.topics.get(pulsar_topic) is None and self.admin is None:
+            if self._known(pulsar_topic) is None and await self._probe_native(pulsar_topic) is None:
+                raise UnknownTopic(f"topic {topic.name} does not exist")
+            raise StorageError(f"{pulsar_topic} was made by Pulsar applications: deleting it needs --pulsar-admin-url")
+        if self.topics.get(pulsar_topic) is not None:
+            self._current(topic)
+            await self.topics.delete(pulsar_topic, topic.topic_id)
+        if self.admin is not None:
+            await self.admin.delete_partitioned(pulsar_topic)
+            self._admin_topics.pop(pulsar_topic, None)
+        self._native_probe.pop(pulsar_topic, None)
+        self._infos.pop(pulsar_topic, None)
+
+    async def grow_topic(self, topic: TopicInfo, partitions: int) -> TopicInfo:
+        pulsar_topic = topic.storage_name
+        current = self._known(pulsar_topic)
+        if current is None or current.topic_id != topic.topic_id:
+            raise UnknownTopic(f"topic {topic.name} does not exist")
+        if partitions <= current.partitions:
+            raise InvalidPartitions(f"topic {topic.name} has {current.partitions} partitions already")
+        if not current.partitioned:
+            raise InvalidPartitions(f"{pulsar_topic} is a plain Pulsar topic: it cannot have partitions")
+        if self.admin is not None:
+            await self.admin.grow_partitioned(pulsar_topic, partitions)
+            self._admin_topics[pulsar_topic] = partitions
+        if self.topics.get(pulsar_topic) is not None:
+            await self.topics.grow(pulsar_topic, topic.topic_id, partitions)
+        elif self.admin is None:
+            raise StorageError(f"{pulsar_topic} was made by Pulsar applications: growing it needs --pulsar-admin-url")
+        return self._known(pulsar_topic)
+
+    def topic_configs(self, topic: TopicInfo):
+        record = self.topics.get(topic.storage_name)
+        # The registry replaces a record's configs, never changes them: a view is safe and free.
+        return MappingProxyType(record.configs if record is not None and record.topic_id == topic.topic_id else {})
+
+    async def set_topic_configs(self, topic: TopicInfo, configs) -> None:
+        self._current(topic)
+        if await self.topics.set_configs(topic.storage_name, topic.topic_id, dict(configs)) is None:
+            raise UnknownTopic(f"topic {topic.name} does not exist")
+        if self.admin is not None:
+            await self.admin.set_retention(topic.storage_name, configs)
+
+    @property
+    def applies_retention_bytes(self) -> bool:
+        """retention.bytes needs Pulsar's retention policy (the admin API); retention.ms
+        kop_fast can also honour itself."""
+        return self.admin is not None
 
     async def list_topics(self) -> list[TopicInfo]:
         ns = self.naming
+        await self.topics.catch_up()
         if self.admin is not None:
             try:
                 await self._refresh_admin_topics()
             except Exception as exc:  # the admin API is optional help: answer with what we know
                 log.warning("listing partitioned topics through the admin API failed: %s", exc)
         prefix = f"persistent://{ns.tenant}/{ns.namespace}/"
-        merged = {topic: self._info(topic, n) for topic, n in self.topics.all().items()}
-        merged.update(self._admin_topics)
+        merged = {topic: self._info(topic, r.partitions) for topic, r in self.topics.all().items()}
+        merged.update((topic, self._info(topic, n)) for topic, n in self._admin_topics.items())
         return sorted((i for topic, i in merged.items() if topic.startswith(prefix)), key=lambda i: i.storage_name)
+
+    async def cluster_id(self, proposed: str) -> str:
+        return await self.topics.claim_cluster_id(proposed)
 
     async def _refresh_admin_topics(self) -> None:
         """Learn the partitioned topics Pulsar knows in the namespace."""
@@ -204,7 +313,7 @@ class PulsarStorage:
             if pulsar_topic not in self._admin_topics:
                 count = await self.admin.partitions(pulsar_topic)
                 if count > 0:
-                    self._admin_topics[pulsar_topic] = self._info(pulsar_topic, count)
+                    self._admin_topics[pulsar_topic] = count
 
     async def _probe_native(self, pulsar_topic: str) -> TopicInfo | None:
         """A topic Pulsar applications made: partitioned per Pulsar, or plain with at least one message."""

@@ -1,20 +1,33 @@
-"""Partition counts of Kafka topics, kept in a Pulsar system topic so every kop_fast agrees.
+"""Kafka topics' metadata, kept in a Pulsar system topic so every kop_fast agrees.
 
 Without Pulsar's admin REST API (pulsar-lite has none, and the binary protocol
-cannot create partitioned-topic metadata), the layout of a topic lives in a
-compact log: `persistent://{system-namespace}/__kop_fast_topics`. Each message
-is one JSON record {"op": "create"|"delete", "topic": ..., "partitions": N}.
-Every kop_fast replays the log at start and follows it afterwards; the first
-"create" of a name in log order wins, so concurrent creators on several
-processes agree without any other coordination. A creator writes its record,
-waits until its own reader has passed that record, and then reports the
-winner's layout.
+cannot create partitioned-topic metadata), what Kafka knows of a topic lives in a
+log: `persistent://{system-namespace}/__kop_fast_topics`. Each message is one JSON
+record; every kop_fast replays the log at start and follows it afterwards:
+
+    {"op": "create", "topic": T, "partitions": N, "id": UUID, "configs": {...}, "floors": {"i": [l, e]}}
+    {"op": "delete", "topic": T, "id": UUID}
+    {"op": "grow", "topic": T, "id": UUID, "partitions": N}
+    {"op": "configs", "topic": T, "id": UUID, "configs": {...}}
+    {"op": "truncate", "topic": T, "id": UUID, "partition": i, "offset": O}
+    {"op": "cluster", "topic": "", "id": CLUSTER_ID}    (the first one wins)
+
+The first "create" of a name in log order wins, so concurrent creators on several
+processes agree without any other coordination; every other op applies only to the
+incarnation its id names, so a late op for a deleted topic changes nothing. A
+writer writes its record, waits until its own reader has passed it, and then
+reports the state that resulted. `floors` are the last entries an earlier
+incarnation left in each partition's Pulsar topic: the new incarnation starts after
+them. A record without an id (written before ids existed) gets the id derived from
+the name, as those topics always had.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
+from dataclasses import dataclass, field, replace
 
 import _pulsar
 import orjson
@@ -30,13 +43,38 @@ from kop_fast.storage.pulsar.bridge import (
 
 log = logging.getLogger("kop_fast.topics")
 
+# Topic ids of records without one: the same name gives the same id in every process.
+_LEGACY_ID_NAMESPACE = uuid.UUID("0b7e4a53-7f4c-4a35-9d55-6b6f0e2a9c11")
+
+
+def legacy_topic_id(pulsar_topic: str) -> uuid.UUID:
+    return uuid.uuid5(_LEGACY_ID_NAMESPACE, pulsar_topic)
+
+
+@dataclass(frozen=True)
+class TopicRecord:
+    """One incarnation of a topic, as the registry's log says."""
+
+    partitions: int
+    topic_id: uuid.UUID
+    position: tuple  # of its create record
+    configs: dict = field(default_factory=dict)
+    floors: dict = field(default_factory=dict)  # partition -> (ledger, entry) of the last earlier entry
+    log_starts: dict = field(default_factory=dict)  # partition -> offset moved by DeleteRecords
+
 
 class TopicRegistry:
     def __init__(self, client: _pulsar.Client, bridge: CompletionBridge, topic: str) -> None:
         self._client = client
         self._bridge = bridge
         self.topic = topic
-        self._topics: dict[str, tuple[int, tuple]] = {}  # Pulsar topic -> (partitions, position)
+        self._topics: dict[str, TopicRecord] = {}
+        # Pulsar topic -> the most partitions any deleted incarnation had (their Pulsar
+        # topics may still hold its entries).
+        self.deleted: dict[str, int] = {}
+        self.cluster_id: str | None = None
+        # Called with (Pulsar topic, the record before, the record after) for every applied op.
+        self.on_change = None
         self._producer = None
         self._reader = None
         self._follow_task: asyncio.Task | None = None
@@ -104,11 +142,10 @@ class TopicRegistry:
             log.warning("ignoring malformed record at %s in %s", position, self.topic)
             record = None
         if record is not None:
-            if op == "create" and name not in self._topics:
-                partitions = int(record["partitions"])
-                self._topics[name] = (partitions, position)
-            elif op == "delete":
-                self._topics.pop(name, None)
+            try:
+                self._apply_record(op, name, record, position)
+            except (KeyError, TypeError, ValueError):
+                log.warning("ignoring malformed %r record at %s in %s", op, position, self.topic)
         remaining = []
         for wanted, waiter in self._waiters:
             if wanted <= position:
@@ -133,22 +170,100 @@ class TopicRegistry:
             await waiter
         return position
 
-    def get(self, topic: str) -> int | None:
-        """The partition count of a Pulsar topic, or None when it is not registered."""
-        entry = self._topics.get(topic)
-        return entry[0] if entry else None
+    def _apply_record(self, op: str, name: str, record: dict, position: tuple) -> None:
+        if op == "cluster":
+            if self.cluster_id is None:
+                self.cluster_id = str(record["id"])
+            return
+        before = self._topics.get(name)
+        if op == "create":
+            if before is not None:
+                return
+            topic_id = uuid.UUID(record["id"]) if "id" in record else legacy_topic_id(name)
+            floors = {int(i): tuple(f) for i, f in (record.get("floors") or {}).items()}
+            after = TopicRecord(int(record["partitions"]), topic_id, position, dict(record.get("configs") or {}),
+                                floors)
+        elif before is None or ("id" in record and uuid.UUID(record["id"]) != before.topic_id):
+            return  # an op for an incarnation that is gone
+        elif op == "delete":
+            self.deleted[name] = max(self.deleted.get(name, 0), before.partitions)
+            del self._topics[name]
+            self._changed(name, before, None)
+            return
+        elif op == "grow":
+            if int(record["partitions"]) <= before.partitions:
+                return
+            after = replace(before, partitions=int(record["partitions"]))
+        elif op == "configs":
+            after = replace(before, configs={str(k): str(v) for k, v in record["configs"].items()})
+        elif op == "truncate":
+            partition, offset = int(record["partition"]), int(record["offset"])
+            if offset <= before.log_starts.get(partition, -1):
+                return
+            after = replace(before, log_starts={**before.log_starts, partition: offset})
+        else:
+            return
+        self._topics[name] = after
+        self._changed(name, before, after)
 
-    def all(self) -> dict[str, int]:
-        return {topic: partitions for topic, (partitions, _) in self._topics.items()}
+    def _changed(self, name: str, before: TopicRecord | None, after: TopicRecord | None) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change(name, before, after)
+            except Exception:  # noqa: BLE001 - a listener's failure must not stop the registry
+                log.exception("applying a change of %s failed", name)
 
-    async def create(self, topic: str, partitions: int) -> tuple[int, bool]:
-        """(the winner's partition count, True if it is this call's record)."""
+    def get(self, topic: str) -> TopicRecord | None:
+        """The current incarnation of a Pulsar topic, or None when it is not registered."""
+        return self._topics.get(topic)
+
+    def all(self) -> dict[str, TopicRecord]:
+        return dict(self._topics)
+
+    async def catch_up(self, tries: int = 20) -> None:
+        """Wait until every record written before this call is applied (bounded)."""
+        for _ in range(tries):
+            if not await self._has_more():
+                for _ in range(3):  # a delivered record may still be on its way to _apply
+                    await asyncio.sleep(0)
+                return
+            await asyncio.sleep(0.005)
+
+    async def create(self, topic: str, partitions: int, configs: dict | None = None,
+                     floors: dict | None = None) -> tuple[TopicRecord, bool]:
+        """(the winner's record, True if it is this call's record)."""
         existing = self.get(topic)
         if existing is not None:
             return existing, False
-        position = await self._append({"op": "create", "topic": topic, "partitions": partitions})
-        winner_partitions, winner = self._topics[topic]
-        return winner_partitions, winner == position
+        record = {"op": "create", "topic": topic, "partitions": partitions, "id": str(uuid.uuid4())}
+        if configs:
+            record["configs"] = dict(configs)
+        if floors:
+            record["floors"] = {str(i): list(f) for i, f in floors.items()}
+        position = await self._append(record)
+        winner = self._topics[topic]
+        return winner, winner.position == position
 
-    async def delete(self, topic: str) -> None:
-        await self._append({"op": "delete", "topic": topic})
+    async def _update(self, op: str, topic: str, topic_id: uuid.UUID, **fields) -> TopicRecord | None:
+        """Write an op for one incarnation; the record that resulted (None: it is gone)."""
+        await self._append({"op": op, "topic": topic, "id": str(topic_id), **fields})
+        current = self._topics.get(topic)
+        return current if current is not None and current.topic_id == topic_id else None
+
+    async def claim_cluster_id(self, proposed: str) -> str:
+        """The cluster id of everything in front of this Pulsar: the first one written wins."""
+        if self.cluster_id is None:
+            await self._append({"op": "cluster", "topic": "", "id": proposed})
+        return self.cluster_id
+
+    async def delete(self, topic: str, topic_id: uuid.UUID) -> None:
+        await self._update("delete", topic, topic_id)
+
+    async def grow(self, topic: str, topic_id: uuid.UUID, partitions: int) -> TopicRecord | None:
+        return await self._update("grow", topic, topic_id, partitions=partitions)
+
+    async def set_configs(self, topic: str, topic_id: uuid.UUID, configs: dict) -> TopicRecord | None:
+        return await self._update("configs", topic, topic_id, configs=dict(configs))
+
+    async def truncate(self, topic: str, topic_id: uuid.UUID, partition: int, offset: int) -> TopicRecord | None:
+        return await self._update("truncate", topic, topic_id, partition=partition, offset=offset)
