@@ -102,7 +102,10 @@ class OneOffReads:
                     if dedup.fresh(msg):
                         end = max(end, convert_message(msg).next_offset)
                     if not await has_message_available(self.bridge, reader):
-                        return end
+                        # pulsar-lite gives the last message id of a Pulsar batch without its batch
+                        # index, so after the batch's first message the client says there is no more;
+                        # the rest of the batch came in the same entry and waits in the client's queue.
+                        return max(end, _queued_end(reader, dedup))
             finally:
                 await close_quietly(self.bridge, reader)
         return await self._with_retries(attempt)
@@ -171,3 +174,15 @@ class OneOffReads:
                 if n == len(ONE_OFF_READ_TIMEOUTS_S) - 1:
                     raise
                 log.info("a read on %s stalled; retrying with a new reader", self.topic)
+
+
+def _queued_end(reader, dedup: DuplicateFilter) -> int:
+    """Offset after the last of the messages already in the reader's queue (0 if none); no waiting."""
+    end = 0
+    while True:
+        try:
+            msg = reader.read_next(0)
+        except _pulsar.Timeout:
+            return end
+        if dedup.fresh(msg):
+            end = max(end, convert_message(msg).next_offset)

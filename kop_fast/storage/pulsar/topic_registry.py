@@ -9,6 +9,14 @@ Every kop_fast replays the log at start and follows it afterwards; the first
 processes agree without any other coordination. A creator writes its record,
 waits until its own reader has passed that record, and then reports the
 winner's layout.
+
+The replay at start ends at a record of the starting process's own,
+{"op": "replay", "topic": ""}, which every reader ignores (any op but create and
+delete is): once its reader has passed it, everything written before the start
+is applied. Asking Pulsar where the log ends instead (has_message_available,
+i.e. getLastMessageId) fails on pulsar-lite while the log is empty, and
+pulsar-client logs that failure as an ERROR on every first start. The markers
+cost one small entry per start.
 """
 
 from __future__ import annotations
@@ -19,16 +27,11 @@ import logging
 import _pulsar
 import orjson
 
-from kop_fast.storage.pulsar.bridge import (
-    CompletionBridge,
-    DuplicateFilter,
-    PulsarError,
-    close_quietly,
-    has_message_available,
-    id_position,
-)
+from kop_fast.storage.pulsar.bridge import CompletionBridge, DuplicateFilter, PulsarError, close_quietly, id_position
 
 log = logging.getLogger("kop_fast.topics")
+
+REPLAY_MARKER = {"op": "replay", "topic": ""}
 
 
 class TopicRegistry:
@@ -55,10 +58,9 @@ class TopicRegistry:
         fut, cb = self._bridge.value_future()
         self._client.create_reader_async_v2(self.topic, _pulsar.MessageId.earliest, rconf, cb)
         self._reader = await fut
-        # Catch up with everything written before we started, then follow.
-        while await self._has_more():
-            self._apply(await self._read_next())
         self._follow_task = asyncio.create_task(self._follow(), name="topic-registry-follow")
+        # Caught up with everything written before we started once the follower has passed this.
+        await self._append(REPLAY_MARKER)
 
     async def close(self) -> None:
         if self._follow_task is not None:
@@ -73,9 +75,6 @@ class TopicRegistry:
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.cancel()
-
-    async def _has_more(self) -> bool:
-        return await has_message_available(self._bridge, self._reader)
 
     async def _read_next(self):
         fut, cb = self._bridge.result_future()
