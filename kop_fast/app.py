@@ -16,38 +16,32 @@ import sys
 
 import uvloop
 
+from kop_fast.allocator import tune_allocator
 from kop_fast.config import Settings
 from kop_fast.embedded import EmbeddedPulsar, EmbeddedPulsarError
-from kop_fast.allocator import tune_allocator
+from kop_fast.logs import setup_logging
 
 log = logging.getLogger("kop_fast")
 
 GC_GEN0_THRESHOLD = 20_000
 
 
-def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
 def run(settings: Settings) -> int:
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
+    tune_allocator(cache_bytes=settings.read_cache_mb << 20)
     embedded = None
     pulsar_url = settings.pulsar_url
     if pulsar_url is None:
         embedded = EmbeddedPulsar(settings.data_dir)
         try:
-            pulsar_url = embedded.start()
+            embedded.launch()
+            _import_server()  # while pulsar-lite opens its database
+            pulsar_url = embedded.wait_ready()
         except (EmbeddedPulsarError, OSError) as exc:
-            print(f"kop-fast: error: cannot start the embedded Pulsar: {exc}", file=sys.stderr)
+            embedded.stop()
+            fatal(settings, f"cannot start the embedded Pulsar: {exc}")
             return 1
         log.info("embedded pulsar-lite at %s, data in %s", pulsar_url, settings.data_dir)
-    # After the fork of the embedded broker: pages touched before a fork stay write-protected
-    # in the parent, and the first write to each costs a fault all the same.
-    tune_allocator(reserve_bytes=settings.read_cache_mb << 20)
     try:
         return uvloop.run(serve(settings, pulsar_url))
     except KeyboardInterrupt:
@@ -58,8 +52,20 @@ def run(settings: Settings) -> int:
             log.info("embedded pulsar-lite stopped")
 
 
+def _import_server() -> None:
+    """The server's modules (most of kop-fast's start-up); not at the top, so `kop-fast --help`
+    stays fast."""
+    # kio registers hypothesis strategies for its types when hypothesis can be imported (it can
+    # wherever kop_fast's test extra is installed); the server never uses them, and importing
+    # hypothesis was ~0.12 s of every start.
+    sys.modules.setdefault("hypothesis", None)
+    import kop_fast.server.handlers  # noqa: F401 - every handler, and the kio schemas they use
+    import kop_fast.server.node  # noqa: F401
+    import kop_fast.storage.pulsar  # noqa: F401
+
+
 async def serve(settings: Settings, pulsar_url: str) -> int:
-    # Imported here so `kop-fast --help` stays fast.
+    _import_server()  # done already with the embedded broker (then free: the modules are loaded)
     from kop_fast.server.node import KafkaNode
     from kop_fast.storage.pulsar import PulsarStorage
 
@@ -72,7 +78,7 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
     try:
         await storage.start()
     except Exception as exc:  # noqa: BLE001 - say why in one line, whatever it is
-        print(f"kop-fast: error: cannot use Pulsar at {pulsar_url}: {exc}", file=sys.stderr)
+        fatal(settings, f"cannot use Pulsar at {pulsar_url}: {exc}")
         await storage.close()
         return 1
 
@@ -87,7 +93,7 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
     try:
         bound = await node.start()
     except OSError as exc:
-        print(f"kop-fast: error: {exc.strerror}", file=sys.stderr)
+        fatal(settings, exc.strerror)
         await storage.close()
         return 1
     # Everything built at start-up (schemas, handlers, clients) lives for the whole run:
@@ -105,6 +111,14 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
     await storage.close()
     log.info("stopped")
     return 0
+
+
+def fatal(settings: Settings, message: str) -> None:
+    """Why the server cannot run: one line on stderr, in the log's format."""
+    if settings.log_format == "json":
+        log.critical("%s", message)
+    else:
+        print(f"kop-fast: error: {message}", file=sys.stderr)
 
 
 def default_cluster_id(pulsar_url: str, tenant: str, namespace: str) -> str:

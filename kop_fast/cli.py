@@ -1,4 +1,4 @@
-"""Command line: `kop-fast serve [options]`. Argument parsing only; the server lives in kop_fast.server."""
+"""Command line: `kop-fast serve [options]`, `kop-fast --version`. Argument parsing only; the server lives in kop_fast.server."""
 
 from __future__ import annotations
 
@@ -61,13 +61,39 @@ _SERVE_OPTIONS = (
      "TOML file with the same keys as these options"),
     ("--log-level", "LEVEL",
      "debug, info, warning, error (default info)"),
+    ("--log-format", "text|json",
+     "log lines as text (default) or as one JSON object per line"),
 )
 _REPEATABLE = {"--listen"}
 
 
+def version() -> str:
+    """The installed distribution's version, else the one in the source (running from a checkout)."""
+    from importlib import metadata
+    try:
+        return metadata.version("kop_fast")
+    except metadata.PackageNotFoundError:
+        from kop_fast import __version__
+        return __version__
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: looks the version up only when asked (package metadata costs a directory scan)."""
+
+    def __init__(self, option_strings, dest, **kwargs) -> None:
+        super().__init__(option_strings, argparse.SUPPRESS, default=argparse.SUPPRESS, nargs=0,
+                         help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(f"{parser.prog} {version()}")
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineErrorParser(prog="kop-fast", description="Kafka-on-Pulsar as a fast proxy")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineErrorParser)
+    parser.add_argument("--version", action=_VersionAction)
+    # Not `required=True`: a bare `kop-fast` gets the usage (see main), not just an error line.
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_OneLineErrorParser)
     serve = sub.add_parser("serve", help="serve Kafka clients, storing data in Pulsar",
                            description="Serve the Kafka protocol in front of Apache Pulsar. "
                                        "Every option can also be set as KOP_FAST_<OPTION> or in --config.")
@@ -80,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        # argparse's convention for a missing argument: usage, the error, exit code 2.
+        parser.print_usage(sys.stderr)
+        parser.exit(2, f"{parser.prog}: error: a command is required (kop-fast serve --help lists its options)\n")
     flags = {k: v for k, v in vars(args).items() if k != "command"}
     try:
         settings = build_settings(flags)

@@ -179,6 +179,7 @@ class Settings:
     cluster_id: str | None = None
     max_request_size: int = 100 * 1024 * 1024
     log_level: str = "info"
+    log_format: str = "text"
     offsets_topic: str = "persistent://public/kafka/__consumer_offsets"
     # Kafka uses 50; here each partition in use costs a Pulsar client of its own (a
     # connection, 3 threads), a producer, a lock subscription and a replay at first use.
@@ -206,6 +207,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "cluster_id": lambda v: str(v),
     "max_request_size": _positive_int("max-request-size"),
     "log_level": _choice("log-level", ("debug", "info", "warning", "error", "critical")),
+    "log_format": _choice("log-format", ("text", "json")),
     "offsets_topic": _persistent_topic("offsets-topic"),
     "offsets_topic_num_partitions": _positive_int("offsets-topic-num-partitions"),
     "group_initial_rebalance_delay_ms": _non_negative_int("group-initial-rebalance-delay-ms"),

@@ -16,6 +16,7 @@ from pathlib import Path
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
+READY_POLL_S = 0.01
 
 
 class EmbeddedPulsarError(RuntimeError):
@@ -41,7 +42,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def _accepts(host: str, port: int) -> bool:
     try:
-        with socket.create_connection((host, port), timeout=0.5):
+        # An address, not a name: create_connection would resolve "127.0.0.1" on every poll.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.settimeout(0.5)
+            s.connect((host, port))
             return True
     except OSError:
         return False
@@ -72,6 +76,13 @@ class EmbeddedPulsar:
         return self.data_dir / "pulsar-lite.pid"
 
     def start(self, timeout: float = STARTUP_TIMEOUT_S) -> str:
+        """Start the broker and wait until it accepts connections; its URL."""
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the broker process without waiting for it (see wait_ready): kop_fast imports its
+        server while pulsar-lite opens its database."""
         binary = find_binary()
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -93,20 +104,30 @@ class EmbeddedPulsar:
             "max_message_size_bytes = 10485760\n"
             "\n[metrics]\nenabled = false\n"
         )
+        self._command = [binary, "--db-path", str(db_path), "--config", str(config_path),
+                         "--log-level", self.log_level]
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self.port = free_port(self.host)
+        self._log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [*self._command, "--addr", f"{self.host}:{self.port}"],
+            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+            # Own process group: a Ctrl-C in the terminal reaches kop_fast, which stops
+            # the broker in order, instead of killing both at once.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self.pid_path.write_text(str(self.process.pid))
+
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> str:
+        """Wait until the launched broker accepts connections; its URL."""
         last_error = "unknown error"
-        for _attempt in range(3):  # a free port can be taken between probe and bind
-            self.port = free_port(self.host)
-            self._log = open(self.log_path, "ab")
-            self.process = subprocess.Popen(
-                [binary, "--addr", f"{self.host}:{self.port}", "--db-path", str(db_path),
-                 "--config", str(config_path), "--log-level", self.log_level],
-                stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                # Own process group: a Ctrl-C in the terminal reaches kop_fast, which stops
-                # the broker in order, instead of killing both at once.
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
-            self.pid_path.write_text(str(self.process.pid))
+        for attempt in range(3):  # a free port can be taken between probe and bind
+            if attempt:
+                self._close_log()
+                self._spawn()
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
@@ -114,12 +135,13 @@ class EmbeddedPulsar:
                     break
                 if _accepts(self.host, self.port):
                     return self.url
-                time.sleep(0.05)
+                # Fine-grained: pulsar-lite opens its port ~0.1-0.5 s after it starts.
+                time.sleep(READY_POLL_S)
             else:
                 self.stop()
                 raise EmbeddedPulsarError(f"pulsar-lite did not accept connections within {timeout:.0f} s "
                                           f"(see {self.log_path})")
-            self._close_log()
+        self._close_log()
         raise EmbeddedPulsarError(f"pulsar-lite {last_error}")
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:

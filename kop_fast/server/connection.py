@@ -7,7 +7,15 @@ handler finishes, and the filled prefix of the queue is written out.
 
 Malformed input (bad frame size, undecodable header or body, unknown API or
 version) closes the connection: Kafka brokers do the same, and it is the only
-answer a client that sent garbage can rely on.
+answer a client that sent garbage can rely on. That is logged as a WARNING with
+the peer's address.
+
+Each connection logs one INFO line when it is opened and one when it is closed,
+with the peer, the client id and the client software (KIP-511 fields of
+ApiVersions v3+). The opening line waits for the ApiVersions request that Kafka
+clients send first (`identify`, called by its handler), so nothing is added to
+the path of other requests; a connection closed without one (a port probe) logs
+at DEBUG only.
 """
 
 from __future__ import annotations
@@ -15,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import time
 from collections import deque
 
+from kop_fast.logs import peer_text
 from kop_fast.protocol.encoded import EncodedResponse, unsupported_api_versions_body
 from kop_fast.protocol.errors import ErrorCode, MalformedRequest
 from kop_fast.protocol.headers import (
@@ -74,7 +84,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def __init__(self, node) -> None:
         self.node = node
         self.transport: asyncio.Transport | None = None
-        self.peer = None
+        self.peer = None  # the client's socket address
+        self.peer_name = ""  # ... as HOST:PORT
+        self._identity: dict | None = None  # client id and software, once ApiVersions told them
+        self._opened = time.monotonic()
         self._buf = bytearray(_INITIAL_BUFFER)
         self._start = 0  # first unconsumed byte
         self._end = 0  # end of received bytes
@@ -94,9 +107,30 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def connection_made(self, transport) -> None:
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
+        self.peer_name = peer_text(self.peer)
         self.node.connections.add(self)
 
+    def identify(self, client_id: str | None, software_name: str | None, software_version: str | None) -> None:
+        """Who the client is (from ApiVersions); the first call logs the connection's opening line."""
+        if self._identity is not None:
+            return
+        self._identity = identity = {"peer": self.peer_name, "client_id": client_id,
+                                     "client_software_name": software_name,
+                                     "client_software_version": software_version}
+        log.info("connection from %s opened: client id %r, %s", self.peer_name, client_id,
+                 _software(software_name, software_version), extra=identity)
+
     def connection_lost(self, exc) -> None:
+        identity = self._identity
+        seconds = round(time.monotonic() - self._opened, 3)
+        if identity is not None:
+            log.info("connection from %s closed after %.1f s: client id %r, %s%s", self.peer_name, seconds,
+                     identity["client_id"], _software(identity["client_software_name"],
+                                                      identity["client_software_version"]),
+                     f" ({exc})" if exc else "", extra={**identity, "seconds": seconds})
+        else:
+            log.debug("connection from %s closed after %.1f s without an ApiVersions request", self.peer_name,
+                      seconds, extra={"peer": self.peer_name, "seconds": seconds})
         self._closed = True
         self.node.connections.discard(self)
         for task in list(self._tasks):
@@ -232,7 +266,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         if isinstance(exc, MalformedRequest):
             self._close_malformed(str(exc))
             return
-        log.error("%s v%d from %s failed", entry.name, ctx.api_version, self.peer, exc_info=exc)
+        log.error("%s v%d from %s failed", entry.name, ctx.api_version, self.peer_name, exc_info=exc)
         if entry.error_response is None:
             self._abort()
             return
@@ -308,7 +342,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self.transport.resume_reading()
 
     def _close_malformed(self, reason: str) -> None:
-        log.info("closing connection from %s: %s", self.peer, reason)
+        log.warning("closing connection from %s: %s", self.peer_name, reason, extra={"peer": self.peer_name})
         self._abort()
 
     def _abort(self) -> None:
@@ -324,3 +358,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
+
+
+def _software(name: str | None, version: str | None) -> str:
+    return f"software {name} {version}" if name else "software unknown"

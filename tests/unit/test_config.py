@@ -30,6 +30,12 @@ def test_read_cache_size_from_env_and_zero_disables():
     assert build_settings({"read_cache_mb": "512"}, environ={}).read_cache_mb == 512
 
 
+def test_log_format():
+    assert Settings().log_format == "text"
+    assert build_settings({}, environ={"KOP_FAST_LOG_FORMAT": "JSON"}).log_format == "json"
+    assert build_settings({"log_format": "text"}, environ={"KOP_FAST_LOG_FORMAT": "json"}).log_format == "text"
+
+
 def test_listeners_repeatable_and_protocol():
     s = build_settings({"listen": ["PLAINTEXT://0.0.0.0:9092", "127.0.0.1:9093", "[::1]:9094"]}, environ={})
     assert [str(l) for l in s.listen] == ["PLAINTEXT://0.0.0.0:9092", "PLAINTEXT://127.0.0.1:9093",
@@ -46,6 +52,7 @@ def test_listeners_repeatable_and_protocol():
     {"max_request_size": "-1"},
     {"read_cache_mb": "-1"},
     {"node_id": "x"},
+    {"log_format": "xml"},
 ])
 def test_invalid_values(flags):
     with pytest.raises(ConfigError):

@@ -17,6 +17,7 @@ import _pulsar
 import pulsar
 
 from kop_fast.storage.api import StorageError, StorageErrorKind
+from kop_fast.storage.pulsar import client_log
 
 
 _R = _pulsar.Result
@@ -103,6 +104,10 @@ def _settle_result(fut: asyncio.Future, result, value) -> None:
 
 def _settle_value(fut: asyncio.Future, value) -> None:
     if fut.done():
+        # Nobody waits for this producer, consumer or reader any more (the call was cancelled or
+        # timed out): close it, instead of leaving it to the garbage collector.
+        if not isinstance(value, _pulsar.Error) and hasattr(value, "close_async"):
+            value.close_async(_ignore)
         return
     if isinstance(value, _pulsar.Error):
         fut.set_exception(PulsarError(value.error, value.message))
@@ -169,8 +174,13 @@ async def close_quietly(bridge: CompletionBridge, handle, timeout: float = 5.0) 
         pass
 
 
+def _ignore(*_args) -> None:
+    pass
+
+
 def client_logger():
-    """The logger to give pulsar.Client: pulsar-client's own C++ console logger.
+    """The logger to give pulsar.Client: pulsar-client's own C++ logger, writing to the file
+    `client_log` relays from (the console when there is none).
 
     Never a Python logger: pulsar-client calls it from its I/O thread while holding
     a producer's mutex, and that call needs the GIL; the event-loop thread holds the
@@ -179,4 +189,5 @@ def client_logger():
     """
     level = pulsar.LoggerLevel.Debug if logging.getLogger("kop_fast").isEnabledFor(logging.DEBUG) \
         else pulsar.LoggerLevel.Warn
-    return pulsar.ConsoleLogger(level)
+    path = client_log.current_file()
+    return pulsar.ConsoleLogger(level) if path is None else pulsar.FileLogger(level, str(path))

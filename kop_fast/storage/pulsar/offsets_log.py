@@ -23,10 +23,14 @@ Replay: the same lock consumer reads the partition from the start. It never
 acknowledges anything, so its cursor stays at the first message and the next
 owner gets the whole log again (unacknowledged messages are redelivered to a
 new consumer). This avoids a Reader, which in pulsar-lite leaves a permanent
-`reader-xxx` subscription behind per open. Replay ends at the entry that
-`get_last_message_id` reported when the replay began (nobody else writes: we
-own the partition). Every message goes through a DuplicateFilter: pulsar-lite
-redelivers, sometimes out of order.
+`reader-xxx` subscription behind per open. Replay ends at a marker the new owner
+writes first (an empty message with the property `kop_fast.marker`, skipped by
+every replay): nobody else writes (we own the partition), so everything before
+it is the log as the previous owners left it. (Asking where the log ends,
+`get_last_message_id`, fails on pulsar-lite while the partition is empty, and
+pulsar-client logs that as an ERROR at every group's first use.) A marker costs
+one small entry per acquisition. Every message goes through a DuplicateFilter:
+pulsar-lite redelivers, sometimes out of order.
 
 After replay the consumer is not read any more; its bounded receiver queue fills
 with our own later writes and the broker stops dispatching. The log is never
@@ -66,6 +70,7 @@ SEND_TIMEOUT_MS = 15000
 # Also how long a failed ownership attempt takes (pulsar-lite answers an Exclusive conflict
 # by dropping the connection; the client retries until this timeout).
 OPERATION_TIMEOUT_S = 5
+MARKER_PROPERTY = "kop_fast.marker"
 _OK = _pulsar.Result.Ok
 
 
@@ -108,25 +113,24 @@ class PulsarOffsetsLog:
             await self.release()
             raise
         try:
-            records = await self._replay()
             self._producer = await self._create_producer()
+            records = await self._replay(await self._write_marker())
         except BaseException:
             await self.release()
             raise
         return records
 
-    async def _replay(self) -> list[tuple[bytes, bytes | None]]:
+    async def _write_marker(self) -> tuple[int, int]:
+        """(ledger, entry) of a new marker: the end of the replay."""
+        builder = _pulsar.MessageBuilder()
+        builder.content(b"")
+        builder.property(MARKER_PROPERTY, "replay")
         fut, cb = self.bridge.result_future()
-        self._lock.get_last_message_id_async(cb)
-        try:
-            last = await fut
-        except PulsarError as exc:
-            if exc.result == _pulsar.Result.UnknownError:  # pulsar-lite: "Topic has no messages"
-                return []
-            raise
-        end = (last.ledger_id(), last.entry_id())
-        if end[0] < 0 or end[1] < 0:
-            return []
+        self._producer.send_async(builder.build(), cb)
+        mid = await fut
+        return mid.ledger_id(), mid.entry_id()
+
+    async def _replay(self, end: tuple[int, int]) -> list[tuple[bytes, bytes | None]]:
         records: list[tuple[bytes, bytes | None]] = []
         dedup = DuplicateFilter()
         while True:
@@ -250,6 +254,8 @@ class PulsarOffsetsLog:
 
 
 def _decode(msg) -> tuple[bytes, bytes | None] | None:
+    if MARKER_PROPERTY in msg.properties():
+        return None  # where a replay ended
     try:
         key = base64.b64decode(msg.partition_key(), validate=True)
     except Exception:

@@ -30,8 +30,6 @@ ONE_OFF_READ_TIMEOUTS_S = (0.25, 0.5, 1.0, 2.0, 2.0)
 # 0.4 s benchmark phase, in 2 of 6 runs of 8 partitions.
 ONE_OFF_HEDGE_S = 0.05
 ONE_OFF_ROLE_PREFIX = "kop-fast-one-off"
-# The rest of a Pulsar batch arrives with its first message: a short wait shows whether any is left.
-BATCH_TAIL_S = 0.02
 
 
 async def hedged(attempt, timeout: float, hedge_after: float):
@@ -99,25 +97,16 @@ class OneOffReads:
             reader = await self._open_reader(message_id(ledger, entry))
             dedup = DuplicateFilter()
             try:
-                end, in_batch = 0, False
+                end = 0
                 while True:
                     msg = await self._read(reader, timeout)
                     if dedup.fresh(msg):
                         end = max(end, convert_message(msg).next_offset)
-                        in_batch = msg.message_id().batch_index() >= 0
                     if not await has_message_available(self.bridge, reader):
-                        break
-                # pulsar-lite's last message id names the entry, not the last message of a
-                # Pulsar batch in it: "no more" can come while the rest of the batch (already
-                # delivered with its entry) is unread. Seen: an end 29 records short.
-                while in_batch:
-                    try:
-                        msg = await self._read(reader, BATCH_TAIL_S)
-                    except asyncio.TimeoutError:
-                        break
-                    if dedup.fresh(msg):
-                        end = max(end, convert_message(msg).next_offset)
-                return end
+                        # pulsar-lite gives the last message id of a Pulsar batch without its batch
+                        # index, so after the batch's first message the client says there is no more;
+                        # the rest of the batch came in the same entry and waits in the client's queue.
+                        return max(end, _queued_end(reader, dedup))
             finally:
                 await close_quietly(self.bridge, reader)
         return await self._with_retries(attempt)
@@ -188,3 +177,15 @@ class OneOffReads:
                 if n == len(ONE_OFF_READ_TIMEOUTS_S) - 1:
                     raise
                 log.info("a read on %s stalled; retrying with a new reader", self.topic)
+
+
+def _queued_end(reader, dedup: DuplicateFilter) -> int:
+    """Offset after the last of the messages already in the reader's queue (0 if none); no waiting."""
+    end = 0
+    while True:
+        try:
+            msg = reader.read_next(0)
+        except _pulsar.Timeout:
+            return end
+        if dedup.fresh(msg):
+            end = max(end, convert_message(msg).next_offset)

@@ -20,6 +20,7 @@ import pulsar
 
 from kop_fast.config import Settings
 from kop_fast.storage.api import InvalidPartitions, StorageError, TopicExists, TopicInfo, UnknownTopic
+from kop_fast.storage.pulsar import client_log
 from kop_fast.storage.pulsar.admin import PulsarAdmin
 from kop_fast.storage.pulsar.bridge import (
     CompletionBridge,
@@ -63,10 +64,16 @@ class PulsarStorage:
         self.cache_budget = CacheBudget(settings.read_cache_mb * 1024 * 1024)
         self.mirror: SubscriptionMirror | None = None
         self._mirrored_partitions: dict[str, tuple[TopicInfo, int]] = {}  # partition topic -> (topic, index)
+        self._log_relay: client_log.ClientLogRelay | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.bridge = CompletionBridge(loop)
+        # Before the first client: pulsar-client keeps the first logger it is given, process-wide.
+        log_file = client_log.use_file(self.settings.data_dir)
+        if log_file is not None:
+            self._log_relay = client_log.ClientLogRelay(log_file)
+            self._log_relay.start(loop)
         self._client_wrapper = pulsar.Client(
             self.service_url,
             # pulsar-lite reports many failures by dropping the connection; the client
@@ -100,6 +107,9 @@ class PulsarStorage:
         if self.client is not None:
             await close_quietly(self.bridge, self.client)
             self.client = None
+        if self._log_relay is not None:
+            self._log_relay.close()
+            self._log_relay = None
 
     # -- partitions -----------------------------------------------------------------------------
     def partition_log(self, topic: TopicInfo, index: int) -> PulsarPartitionLog:

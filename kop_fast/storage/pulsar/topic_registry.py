@@ -20,6 +20,13 @@ reports the state that resulted. `floors` are the last entries an earlier
 incarnation left in each partition's Pulsar topic: the new incarnation starts after
 them. A record without an id (written before ids existed) gets the id derived from
 the name, as those topics always had.
+
+The replay at start ends at a record of the starting process's own,
+{"op": "replay", "topic": ""}, which every reader ignores (an op for no topic):
+once its reader has passed it, everything written before the start is applied. Asking Pulsar where the log ends instead (has_message_available,
+i.e. getLastMessageId) fails on pulsar-lite while the log is empty, and
+pulsar-client logs that failure as an ERROR on every first start. The markers
+cost one small entry per start.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ from kop_fast.storage.pulsar.bridge import (
 )
 
 log = logging.getLogger("kop_fast.topics")
+
+REPLAY_MARKER = {"op": "replay", "topic": ""}
 
 # Topic ids of records without one: the same name gives the same id in every process.
 _LEGACY_ID_NAMESPACE = uuid.UUID("0b7e4a53-7f4c-4a35-9d55-6b6f0e2a9c11")
@@ -93,10 +102,9 @@ class TopicRegistry:
         fut, cb = self._bridge.value_future()
         self._client.create_reader_async_v2(self.topic, _pulsar.MessageId.earliest, rconf, cb)
         self._reader = await fut
-        # Catch up with everything written before we started, then follow.
-        while await self._has_more():
-            self._apply(await self._read_next())
         self._follow_task = asyncio.create_task(self._follow(), name="topic-registry-follow")
+        # Caught up with everything written before we started once the follower has passed this.
+        await self._append(REPLAY_MARKER)
 
     async def close(self) -> None:
         if self._follow_task is not None:
@@ -111,9 +119,6 @@ class TopicRegistry:
         for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.cancel()
-
-    async def _has_more(self) -> bool:
-        return await has_message_available(self._bridge, self._reader)
 
     async def _read_next(self):
         fut, cb = self._bridge.result_future()
@@ -219,6 +224,10 @@ class TopicRegistry:
 
     def all(self) -> dict[str, TopicRecord]:
         return dict(self._topics)
+
+    async def _has_more(self) -> bool:
+        # Never asked before the start marker is written: on an empty log pulsar-lite fails it.
+        return await has_message_available(self._bridge, self._reader)
 
     async def catch_up(self, tries: int = 20) -> None:
         """Wait until every record written before this call is applied (bounded)."""
