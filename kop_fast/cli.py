@@ -57,6 +57,8 @@ _SERVE_OPTIONS = (
      "wait for more members before the first rebalance of a new group (default 3000)"),
     ("--group-min-session-timeout-ms", "MS",
      "smallest session timeout a consumer may ask for (default 6000)"),
+    ("--metrics-listen", "HOST:PORT",
+     "serve Prometheus /metrics, /health and /ready on this address (default: off)"),
     ("--config", "FILE",
      "TOML file with the same keys as these options"),
     ("--log-level", "LEVEL",

@@ -186,6 +186,8 @@ class Settings:
     offsets_topic_num_partitions: int = 8
     group_initial_rebalance_delay_ms: int = 3000
     group_min_session_timeout_ms: int = 6000
+    # Where Prometheus metrics, /health and /ready are served; None: not at all.
+    metrics_listen: tuple[str, int] | None = None
     config: Path | None = field(default=None, compare=False)
 
 
@@ -212,6 +214,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "offsets_topic_num_partitions": _positive_int("offsets-topic-num-partitions"),
     "group_initial_rebalance_delay_ms": _non_negative_int("group-initial-rebalance-delay-ms"),
     "group_min_session_timeout_ms": _non_negative_int("group-min-session-timeout-ms"),
+    "metrics_listen": lambda v: parse_host_port(str(v)),
 }
 
 assert set(PARSERS) == {f.name for f in fields(Settings)} - {"config"}

@@ -108,8 +108,14 @@ class EmbeddedPulsar:
                          "--log-level", self.log_level]
         self._spawn()
 
-    def _spawn(self) -> None:
-        self.port = free_port(self.host)
+    def restart(self, timeout: float = STARTUP_TIMEOUT_S) -> str:
+        """Start the broker again after it stopped (or was killed), on the same port and data."""
+        self.stop()
+        self._spawn(self.port)
+        return self.wait_ready(timeout)
+
+    def _spawn(self, port: int | None = None) -> None:
+        self.port = port or free_port(self.host)
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [*self._command, "--addr", f"{self.host}:{self.port}"],

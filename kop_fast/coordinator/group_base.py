@@ -57,6 +57,15 @@ COMPLETING = GroupState.COMPLETING_REBALANCE
 STABLE = GroupState.STABLE
 DEAD = GroupState.DEAD
 
+
+class Counters:
+    """Process-wide event counts of every group (read by the metrics at scrape time)."""
+
+    rebalances = 0  # transitions into PreparingRebalance
+
+
+COUNTERS = Counters()
+
 _VALID_PREVIOUS_STATES: dict[GroupState, frozenset[GroupState]] = {
     DEAD: frozenset({STABLE, PREPARING, COMPLETING, EMPTY, DEAD}),
     COMPLETING: frozenset({PREPARING}),
@@ -211,6 +220,8 @@ class GroupBase:
             raise IllegalStateError(f"group {self.group_id}: invalid transition {self.state} -> {target}")
         self.state = target
         self.state_timestamp_ms = now
+        if target is PREPARING:
+            COUNTERS.rebalances += 1
 
     def _schedule_heartbeat(self, m: Member, now: int, timeout_ms: int | None = None) -> None:
         m.heartbeat_deadline_ms = now + (m.session_timeout_ms if timeout_ms is None else timeout_ms)

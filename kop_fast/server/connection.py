@@ -72,12 +72,13 @@ class RequestContext:
 
 
 class _Slot:
-    __slots__ = ("parts", "ready", "request_size")
+    __slots__ = ("parts", "ready", "request_size", "started")
 
     def __init__(self, request_size: int = 0) -> None:
         self.parts: list | None = None
         self.ready = False
         self.request_size = request_size
+        self.started = 0.0  # when it was dispatched, with --metrics-listen only
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
@@ -109,6 +110,11 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.peer = transport.get_extra_info("peername")
         self.peer_name = peer_text(self.peer)
         self.node.connections.add(self)
+
+    @property
+    def identity(self) -> dict | None:
+        """Peer, client id and client software, once ApiVersions told them."""
+        return self._identity
 
     def identify(self, client_id: str | None, software_name: str | None, software_version: str | None) -> None:
         """Who the client is (from ApiVersions); the first call logs the connection's opening line."""
@@ -231,6 +237,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         request = entry.decode(api_version, frame, body_offset)
         ctx = RequestContext(node, self, header)
         slot = _Slot(len(frame))
+        if node.metrics is not None:
+            slot.started = node.metrics.request(entry, api_version)
         self._inflight_bytes += slot.request_size
         self._slots.append(slot)
         self._idle.clear()
@@ -284,6 +292,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         else:
             slot.parts = self._encode(ctx.header, response)
         slot.ready = True
+        if slot.started:
+            self.node.metrics.completed(ctx.header.api_key, slot.started, response)
         self._write_ready()
 
     def _encode(self, header: RequestHeader, response) -> list:

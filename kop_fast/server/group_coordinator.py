@@ -28,11 +28,12 @@ import asyncio
 import datetime
 import logging
 import time
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from kop_fast.coordinator import records as rec
 from kop_fast.coordinator import (
     DescribedGroup,
+    Group,
     GroupConfig,
     HeartbeatRequest,
     HeartbeatResponse,
@@ -212,6 +213,12 @@ class GroupCoordinator:
                  offsets_log.name, result.groups, result.offsets, len(records), result.skipped_records,
                  (time.monotonic() - started) * 1000)
         self._rearm(p)
+
+    def groups(self) -> Iterator[Group]:
+        """Every group of the partitions this process coordinates now (metrics)."""
+        for p in list(self._partitions.values()):
+            if p.ready:
+                yield from p.manager.groups()
 
     # -- driving the state machine --------------------------------------------------------------
     def _dispatch(self, p: CoordinatorPartition, out: Output, manager: PartitionGroups | None = None) -> None:

@@ -39,6 +39,15 @@ class KafkaNode:
         self.producer_state = ProducerStateTable()
         self.group_coordinator = GroupCoordinator(settings, storage)
         self._servers: list[asyncio.Server] = []
+        # --metrics-listen: the request path's metrics (None: off, nothing is counted).
+        self.metrics = None
+        self.metrics_address: tuple[str, int] | None = None  # where they are served (bound)
+        self._metrics_server = None
+
+    @property
+    def listening(self) -> bool:
+        """Every Kafka listener is up (and stop has not begun)."""
+        return bool(self._servers) and all(s.is_serving() for s in self._servers)
 
     async def start(self) -> list[tuple[str, int]]:
         """Listen on every `--listen` address; returns the bound (host, port) pairs.
@@ -56,12 +65,27 @@ class KafkaNode:
                 await self.stop()
                 raise OSError(exc.errno, f"cannot listen on {listener.host}:{listener.port}: {exc.strerror}") from exc
             self._servers.append(server)
-        start_sweeping(self)  # retention.ms overrides, enforced by this process
         bound = [s.sockets[0].getsockname()[:2] for s in self._servers]
+        if self.settings.metrics_listen is not None:
+            await self._start_metrics(*self.settings.metrics_listen)
+        start_sweeping(self)  # retention.ms overrides, enforced by this process
         if not self.settings.advertised_listener:
             # With port 0 the kernel chose the port: advertise the one we really have.
             self.host, self.port = advertised_address(self.settings, bound[0][1])
         return bound
+
+    async def _start_metrics(self, host: str, port: int) -> None:
+        from kop_fast.server.metrics import Metrics, MetricsServer  # prometheus-client only when asked
+
+        metrics = Metrics(self)
+        server = MetricsServer(self, metrics)
+        try:
+            self.metrics_address = await server.start(host, port)
+        except OSError:
+            await self.stop()
+            raise
+        self.metrics, self._metrics_server = metrics, server
+        log.info("metrics, /health and /ready on http://%s:%d", *self.metrics_address)
 
     async def stop(self) -> None:
         """Stop accepting, answer what clients already sent (bounded), close connections."""
@@ -79,3 +103,6 @@ class KafkaNode:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        if self._metrics_server is not None:  # last: /ready says 503 while draining
+            await self._metrics_server.stop()
+            self._metrics_server = None

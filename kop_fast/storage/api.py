@@ -160,6 +160,10 @@ class Storage(Protocol):
 
     async def close(self) -> None: ...
 
+    async def probe(self) -> None:
+        """A cheap round trip to the engine (readiness); raises StorageError when it does not
+        answer. The caller bounds the wait."""
+
     def cached_topic(self, name: str) -> TopicInfo | None:
         """The layout when this process knows it without I/O (the Produce/Fetch fast path)."""
 

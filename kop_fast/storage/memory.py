@@ -195,6 +195,9 @@ class MemoryStorage:
     async def start(self) -> None:
         pass
 
+    async def probe(self) -> None:
+        pass
+
     async def close(self) -> None:
         for index, owner in list(self.engine.owners.items()):
             if owner is self:

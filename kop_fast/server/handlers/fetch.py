@@ -90,6 +90,8 @@ async def handle_fetch(ctx, request):
     version = ctx.api_version
     if version >= 7 and request.session_id != 0:
         # We never hand out sessions, so an incremental fetch names one we do not know.
+        if node.metrics is not None:
+            node.metrics.error(API_KEY, ErrorCode.fetch_session_id_not_found)
         return EncodedResponse(encode_fetch_response(version, [], error_code=ErrorCode.fetch_session_id_not_found))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max(request.max_wait.total_seconds(), 0)
@@ -121,10 +123,16 @@ async def handle_fetch(ctx, request):
 
     topics: list = []
     by_name: dict[str, list] = {}
+    metrics = node.metrics
     for (name, _), f in zip(plan, prepared):
         if f.partition is not None and f.result.error_code == ErrorCode.none:
             hwm = f.partition.high_watermark
             f.result.high_watermark = f.result.last_stable_offset = hwm
+        if metrics is not None:
+            if f.result.error_code:
+                metrics.error(API_KEY, f.result.error_code)
+            elif f.result.size:
+                metrics.fetched(name, f.result.size)
         entries = by_name.get(name)
         if entries is None:
             entries = by_name[name] = []

@@ -71,6 +71,7 @@ def _store(node, info, index: int, records) -> asyncio.Future | tuple[ErrorCode,
     handle = producers.begin(partition.name, producer_id, producer_epoch, base_sequence, count)
     stored = partition.append_batch(records, count)
     result = asyncio.get_running_loop().create_future()
+    metrics = node.metrics
 
     def done(fut: asyncio.Future) -> None:
         exc = fut.exception()
@@ -80,6 +81,8 @@ def _store(node, info, index: int, records) -> asyncio.Future | tuple[ErrorCode,
             result.set_result((storage_error_code(exc), -1))
         else:
             producers.persisted(handle, fut.result())
+            if metrics is not None:
+                metrics.stored(info.name, len(records), count)
             result.set_result((ErrorCode.none, fut.result()))
 
     stored.add_done_callback(done)
@@ -119,11 +122,15 @@ def _respond(ctx, outcomes) -> asyncio.Future:
     pending = [o for _, _, o in outcomes if isinstance(o, asyncio.Future)]
     remaining = len(pending)
 
+    metrics = ctx.node.metrics
+
     def build() -> None:
         by_topic: dict[str, list] = {}
         for name, index, outcome in outcomes:
             error, offset = outcome.result() if isinstance(outcome, asyncio.Future) else outcome
             by_topic.setdefault(name, []).append((index, error, offset))
+            if error and metrics is not None:
+                metrics.error(API_KEY, error)
         body = encode_produce_response(ctx.api_version, list(by_topic.items()))
         response.set_result(EncodedResponse([body]))
 

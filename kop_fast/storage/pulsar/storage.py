@@ -111,6 +111,12 @@ class PulsarStorage:
             self._log_relay.close()
             self._log_relay = None
 
+    async def probe(self) -> None:
+        """A partitioned-metadata lookup of the registry topic: one request the broker answers."""
+        fut, cb = self.bridge.result_future()
+        self.client.get_topic_partitions_async(self.topics.topic, cb)
+        await fut
+
     # -- partitions -----------------------------------------------------------------------------
     def partition_log(self, topic: TopicInfo, index: int) -> PulsarPartitionLog:
         name = partition_topic(topic.storage_name, index, topic.partitioned)

@@ -1,0 +1,283 @@
+"""Prometheus metrics, `/health` and `/ready` on `--metrics-listen` (off by default).
+
+Served by a small asyncio HTTP handler in the event loop itself, so a scrape reads
+the node's state (connections, groups, committed offsets) without locks, and `/health`
+answering proves the loop runs. Metrics live in a registry of their own (never
+prometheus-client's global one).
+
+Cost on the request path, only when enabled: one counter increment and one histogram
+observation per request; children of labelled metrics are kept in dicts (`labels()` is
+slow). Per-topic counters are cached per topic. Everything derived from state
+(connections, groups, lag) is computed at scrape time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import fields, is_dataclass
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from kop_fast.coordinator.group_base import COUNTERS
+from kop_fast.protocol.errors import ErrorCode
+
+log = logging.getLogger("kop_fast.metrics")
+
+# /ready: how long the storage probe may take, and how long its answer is reused.
+PROBE_TIMEOUT_S = 2.0
+READY_CACHE_S = 1.0
+HTTP_READ_TIMEOUT_S = 5.0
+# Request handling times: from well under a millisecond (Metadata) to long polls (Fetch).
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_NESTING = 3  # how deep error codes are looked for in a response (topics -> partitions)
+
+
+class Metrics:
+    """The metrics of one KafkaNode, and the calls its request path makes."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+        disable_created_metrics()  # no `_created` twin of every counter and histogram series
+        self.registry = registry = CollectorRegistry(auto_describe=False)
+        self._requests = Counter("kop_fast_requests", "Kafka requests received", ("api", "version"),
+                                 registry=registry)
+        self._errors = Counter("kop_fast_request_errors",
+                               "responses with a top-level or per-partition error code other than NONE "
+                               "(one per error code found)", ("api", "error"), registry=registry)
+        self._seconds = Histogram("kop_fast_request_seconds",
+                                  "request handling time, from dispatch to the response ready to be written",
+                                  ("api",), buckets=LATENCY_BUCKETS, registry=registry)
+        self._bytes_in = Counter("kop_fast_bytes_in", "record batch bytes stored by Produce", ("topic",),
+                                 registry=registry)
+        self._records_in = Counter("kop_fast_records_in", "records stored by Produce", ("topic",),
+                                   registry=registry)
+        self._bytes_out = Counter("kop_fast_bytes_out", "record batch bytes returned by Fetch", ("topic",),
+                                  registry=registry)
+        registry.register(_StateCollector(node))
+        self._request_children: dict[tuple[int, int], object] = {}
+        self._latency_children: dict[int, object] = {}
+        self._error_children: dict[tuple[int, int], object] = {}
+        self._in_children: dict[str, tuple[object, object]] = {}
+        self._out_children: dict[str, object] = {}
+
+    # -- the request path -----------------------------------------------------------------------
+    def request(self, entry, api_version: int) -> float:
+        """A request was dispatched; the start time `completed` takes."""
+        key = (entry.api_key, api_version)
+        child = self._request_children.get(key)
+        if child is None:
+            child = self._request_children[key] = self._requests.labels(entry.name, str(api_version))
+        child.inc()
+        return time.perf_counter()
+
+    def completed(self, api_key: int, started: float, response) -> None:
+        """Its response is ready: the handling time, and the error codes in a kio response
+        (pre-encoded responses report theirs through `error`)."""
+        child = self._latency_children.get(api_key)
+        if child is None:
+            child = self._latency_children[api_key] = self._seconds.labels(self._api_name(api_key))
+        child.observe(time.perf_counter() - started)
+        if response is not None and is_dataclass(response):
+            for code in _error_codes(response, _NESTING):
+                self.error(api_key, code)
+
+    def error(self, api_key: int, code: int) -> None:
+        key = (api_key, int(code))
+        child = self._error_children.get(key)
+        if child is None:
+            child = self._error_children[key] = self._errors.labels(self._api_name(api_key), _error_name(code))
+        child.inc()
+
+    def stored(self, topic: str, size: int, records: int) -> None:
+        children = self._in_children.get(topic)
+        if children is None:
+            children = self._in_children[topic] = (self._bytes_in.labels(topic), self._records_in.labels(topic))
+        children[0].inc(size)
+        children[1].inc(records)
+
+    def fetched(self, topic: str, size: int) -> None:
+        child = self._out_children.get(topic)
+        if child is None:
+            child = self._out_children[topic] = self._bytes_out.labels(topic)
+        child.inc(size)
+
+    def _api_name(self, api_key: int) -> str:
+        entry = self.node.registry.get(api_key)
+        return entry.name if entry is not None else str(api_key)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def _error_name(code: int) -> str:
+    try:
+        return ErrorCode(int(code)).name
+    except ValueError:
+        return str(int(code))
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _error_codes(entity, depth: int):
+    """Non-zero `error_code`s of a kio entity and of the entities in its tuple fields."""
+    code = getattr(entity, "error_code", None)
+    if code:
+        yield code
+    if depth <= 0:
+        return
+    cls = type(entity)
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    for name in names:
+        value = getattr(entity, name, None)
+        if isinstance(value, tuple):
+            for item in value:
+                if is_dataclass(item):
+                    yield from _error_codes(item, depth - 1)
+
+
+class _StateCollector:
+    """What is computed from the node's state when scraped."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        node = self.node
+        yield GaugeMetricFamily("kop_fast_up", "1 while this kop-fast process serves", value=1)
+        yield GaugeMetricFamily("kop_fast_connections", "open Kafka client connections",
+                                value=len(node.connections))
+        by_client: dict[tuple[str, str], int] = {}
+        for conn in list(node.connections):
+            identity = conn.identity or {}
+            key = (identity.get("client_software_name") or "unknown",
+                   identity.get("client_software_version") or "unknown")
+            by_client[key] = by_client.get(key, 0) + 1
+        family = GaugeMetricFamily("kop_fast_connections_by_client",
+                                   "open connections by client software (ApiVersions v3+; unknown before it)",
+                                   labels=("software", "version"))
+        for (software, version), n in sorted(by_client.items()):
+            family.add_metric((software, version), n)
+        yield family
+
+        groups = list(node.group_coordinator.groups())
+        by_state: dict[str, int] = {}
+        for group in groups:
+            by_state[group.state.value] = by_state.get(group.state.value, 0) + 1
+        family = GaugeMetricFamily("kop_fast_groups", "consumer groups this process coordinates, by state",
+                                   labels=("state",))
+        for state, n in sorted(by_state.items()):
+            family.add_metric((state,), n)
+        yield family
+        yield CounterMetricFamily("kop_fast_rebalances", "group rebalances started (into PreparingRebalance)",
+                                  value=COUNTERS.rebalances)
+        yield self._lag(groups)
+
+    def _lag(self, groups) -> GaugeMetricFamily:
+        family = GaugeMetricFamily(
+            "kop_fast_group_lag",
+            "log end (as this process last saw it) minus the group's committed offset, in offset units: "
+            "offsets are packed Pulsar positions (ledger, entry, index), so a lag spanning entries or ledgers "
+            "is larger than the number of records behind",
+            labels=("group", "topic", "partition"))
+        storage = self.node.storage
+        for group in groups:
+            for (topic, partition), committed in group.offsets.items():
+                info = storage.cached_topic(topic)
+                if info is None or not 0 <= partition < info.partitions:
+                    continue
+                end = storage.partition_log(info, partition).high_watermark
+                if end is None:
+                    continue
+                family.add_metric((group.group_id, topic, str(partition)), max(end - committed.offset, 0))
+        return family
+
+
+# -- HTTP: /metrics, /health, /ready --------------------------------------------------------------
+class MetricsServer:
+    def __init__(self, node, metrics: Metrics) -> None:
+        self.node = node
+        self.metrics = metrics
+        self._server: asyncio.Server | None = None
+        self._ready: tuple[float, str | None] | None = None  # (when, why not ready) of the last check
+        self._check: asyncio.Future | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        try:
+            self._server = await asyncio.start_server(self._serve, host, port, reuse_address=True)
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot listen on {host}:{port} for metrics: {exc.strerror}") from exc
+        return self._server.sockets[0].getsockname()[:2]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), HTTP_READ_TIMEOUT_S)
+            while True:  # the headers: nothing in them matters here
+                header = await asyncio.wait_for(reader.readline(), HTTP_READ_TIMEOUT_S)
+                if header in (b"\r\n", b"\n", b""):
+                    break
+            parts = line.split()
+            path = parts[1].split(b"?", 1)[0] if len(parts) >= 2 else b""
+            method = parts[0] if parts else b""
+            status, content_type, body = await self._route(method, path)
+            writer.write(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                         % (status, content_type.encode(), len(body)) + (b"" if method == b"HEAD" else body))
+            await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError, asyncio.LimitOverrunError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def _route(self, method: bytes, path: bytes) -> tuple[bytes, str, bytes]:
+        if method not in (b"GET", b"HEAD"):
+            return b"405 Method Not Allowed", "text/plain", b"GET only\n"
+        if path == b"/metrics":
+            return b"200 OK", CONTENT_TYPE_LATEST, self.metrics.exposition()
+        if path == b"/health":
+            return b"200 OK", "application/json", orjson.dumps({"status": "up"})
+        if path == b"/ready":
+            reason = await self.not_ready()
+            if reason is None:
+                return b"200 OK", "application/json", orjson.dumps({"status": "ready"})
+            return b"503 Service Unavailable", "application/json", orjson.dumps(
+                {"status": "not ready", "reason": reason})
+        return b"404 Not Found", "text/plain", b"/metrics, /health, /ready\n"
+
+    async def not_ready(self) -> str | None:
+        """Why this process is not ready (None: ready); one storage probe per READY_CACHE_S."""
+        cached = self._ready
+        if cached is not None and time.monotonic() - cached[0] < READY_CACHE_S:
+            return cached[1]
+        if self._check is None or self._check.done():
+            self._check = asyncio.ensure_future(self._readiness())
+        return await asyncio.shield(self._check)
+
+    async def _readiness(self) -> str | None:
+        reason = None
+        if not self.node.listening:
+            reason = "Kafka listeners are not up"
+        else:
+            try:
+                await asyncio.wait_for(self.node.storage.probe(), PROBE_TIMEOUT_S)
+            except asyncio.TimeoutError:
+                reason = f"storage did not answer within {PROBE_TIMEOUT_S:g} s"
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready; say which
+                reason = f"storage: {exc}"
+        self._ready = (time.monotonic(), reason)
+        return reason
