@@ -21,6 +21,7 @@ import asyncio
 import enum
 import uuid
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Mapping, Protocol, Sequence
 
 
@@ -64,6 +65,9 @@ class InvalidPartitions(StorageError):
 
 
 # -- topics ------------------------------------------------------------------------------------
+#: The overrides of a topic that has none (shared: `topic_configs` runs for every Produce).
+NO_CONFIGS: Mapping[str, str] = MappingProxyType({})
+
 @dataclass(frozen=True, slots=True)
 class TopicInfo:
     #: The name Kafka clients see (short inside the configured namespace).

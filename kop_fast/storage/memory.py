@@ -25,6 +25,7 @@ from typing import Mapping, Sequence
 
 from kop_fast import codec
 from kop_fast.storage.api import (
+    NO_CONFIGS,
     InvalidPartitions,
     InvalidTopicName,
     StorageError,
@@ -250,7 +251,9 @@ class MemoryStorage:
 
     def topic_configs(self, topic: TopicInfo) -> Mapping[str, str]:
         current = self.engine.topics.get(topic.name)
-        return MappingProxyType(current.configs if current is not None and current.topic_id == topic.topic_id else {})
+        if current is None or current.topic_id != topic.topic_id:
+            return NO_CONFIGS
+        return MappingProxyType(current.configs)
 
     async def set_topic_configs(self, topic: TopicInfo, configs: Mapping[str, str]) -> None:
         self._current(topic).configs = dict(configs)

@@ -72,6 +72,7 @@ def _store(node, info, index: int, records) -> asyncio.Future | tuple[ErrorCode,
     stored = partition.append_batch(records, count)
     result = asyncio.get_running_loop().create_future()
     metrics = node.metrics
+    size = len(records)  # the callback must not hold `records`, a view that pins the request frame
 
     def done(fut: asyncio.Future) -> None:
         exc = fut.exception()
@@ -82,7 +83,7 @@ def _store(node, info, index: int, records) -> asyncio.Future | tuple[ErrorCode,
         else:
             producers.persisted(handle, fut.result())
             if metrics is not None:
-                metrics.stored(info.name, len(records), count)
+                metrics.stored(info.name, size, count)
             result.set_result((ErrorCode.none, fut.result()))
 
     stored.add_done_callback(done)

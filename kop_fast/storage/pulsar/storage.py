@@ -19,7 +19,7 @@ import _pulsar
 import pulsar
 
 from kop_fast.config import Settings
-from kop_fast.storage.api import InvalidPartitions, StorageError, TopicExists, TopicInfo, UnknownTopic
+from kop_fast.storage.api import NO_CONFIGS, InvalidPartitions, StorageError, TopicExists, TopicInfo, UnknownTopic
 from kop_fast.storage.pulsar import client_log
 from kop_fast.storage.pulsar.admin import PulsarAdmin
 from kop_fast.storage.pulsar.bridge import (
@@ -64,6 +64,7 @@ class PulsarStorage:
         self.cache_budget = CacheBudget(settings.read_cache_mb * 1024 * 1024)
         self.mirror: SubscriptionMirror | None = None
         self._mirrored_partitions: dict[str, tuple[TopicInfo, int]] = {}  # partition topic -> (topic, index)
+        self._closing: set[asyncio.Future] = set()  # partition logs of deleted topics being closed
         self._log_relay: client_log.ClientLogRelay | None = None
 
     async def start(self) -> None:
@@ -100,7 +101,8 @@ class PulsarStorage:
         if self.mirror is not None:
             await self.mirror.close()
         # Concurrently: each reader thread takes up to one read timeout to notice.
-        await asyncio.gather(*(p.close() for p in self._partitions.values()), return_exceptions=True)
+        await asyncio.gather(*(p.close() for p in self._partitions.values()), *self._closing,
+                             return_exceptions=True)
         self._partitions.clear()
         if self.topics is not None:
             await self.topics.close()
@@ -145,7 +147,9 @@ class PulsarStorage:
         if before is not None and (after is None or after.topic_id != before.topic_id):
             # Deleted: its partition logs (readers, producer, cached entries) go.
             for key in [k for k in self._partitions if k[0] == before.topic_id]:
-                asyncio.ensure_future(self._partitions.pop(key).close())
+                closing = asyncio.ensure_future(self._partitions.pop(key).close())
+                self._closing.add(closing)  # held until done, and awaited by close()
+                closing.add_done_callback(self._closing.discard)
         elif before is not None and after.log_starts != before.log_starts:
             for index, offset in after.log_starts.items():
                 name = partition_topic(pulsar_topic, index)
@@ -291,7 +295,9 @@ class PulsarStorage:
     def topic_configs(self, topic: TopicInfo):
         record = self.topics.get(topic.storage_name)
         # The registry replaces a record's configs, never changes them: a view is safe and free.
-        return MappingProxyType(record.configs if record is not None and record.topic_id == topic.topic_id else {})
+        if record is None or record.topic_id != topic.topic_id:
+            return NO_CONFIGS
+        return MappingProxyType(record.configs)
 
     async def set_topic_configs(self, topic: TopicInfo, configs) -> None:
         self._current(topic)

@@ -13,11 +13,15 @@ import logging
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 import _pulsar
 
 from kop_fast.storage.pulsar.bridge import DuplicateFilter, PulsarError, close_quietly, position_of
 from kop_fast.storage.pulsar.entries import KafkaEntry, NativeMessage, convert_message, encode_native_group, message_id
+
+if TYPE_CHECKING:  # the partition log owns its readers; imported for the annotation only
+    from kop_fast.storage.pulsar.partition_log import PulsarPartitionLog
 
 log = logging.getLogger("kop_fast.partition")
 
