@@ -7,9 +7,13 @@ answers a retry of one of the last five batches with the offset it already got
 (OUT_OF_ORDER_SEQUENCE_NUMBER), older duplicates (DUPLICATE_SEQUENCE_NUMBER) and
 fenced epochs (INVALID_PRODUCER_EPOCH).
 
-State is per kop_fast process and kept in memory: after a restart, or on
-another kop_fast, a producer is unknown and its next batch is accepted as its
-new starting point (KIP-360's behaviour for unknown producers).
+State is kept in memory per kop_fast process. A process that takes a partition
+over rebuilds it from what is stored (`restore`, from the storage's
+`PartitionLog.recent_producer_batches`), so retries of batches the previous
+owner stored are still answered with their offsets; one that gives a partition
+up forgets it (`drop_partition`). A producer not found there is unknown, and its
+next batch is accepted as its new starting point (KIP-360's behaviour for
+unknown producers).
 """
 
 from __future__ import annotations
@@ -101,6 +105,35 @@ class ProducerStateTable:
     def persisted(handle: list | None, base_offset: int) -> None:
         if handle is not None:
             handle[2] = base_offset
+
+    def restore(self, partition: str, batches) -> None:
+        """Rebuild the state of the producers of `partition` from its stored batches:
+        (producer id, epoch, first sequence, last sequence, base offset) tuples in log
+        order. Each producer named there gets the epoch and last sequence of its last
+        batch and its last RECENT_BATCHES batches of that epoch (a later epoch replaces
+        an earlier one, as `begin` does); what the table held for it is replaced."""
+        rebuilt: dict[int, _Producer] = {}
+        for producer_id, epoch, first_sequence, last_sequence, base_offset in batches:
+            if producer_id < 0:
+                continue
+            state = rebuilt.get(producer_id)
+            if state is None or epoch > state.epoch:
+                state = rebuilt[producer_id] = _Producer(epoch, last_sequence)
+            elif epoch < state.epoch:
+                continue  # a fenced epoch's batch: it never changes the current state
+            state.last_sequence = last_sequence
+            state.recent.append([first_sequence, last_sequence, base_offset])
+        for producer_id, state in rebuilt.items():
+            key = (partition, producer_id)
+            self._producers[key] = state
+            self._producers.move_to_end(key)
+        while len(self._producers) > self._max:
+            self._producers.popitem(last=False)
+
+    def drop_partition(self, partition: str) -> None:
+        """Forget every producer of `partition` (another process owns it now, or it is gone)."""
+        for key in [key for key in self._producers if key[0] == partition]:
+            del self._producers[key]
 
     def forget(self, partition: str, producer_id: int) -> None:
         """After a failed write the producer's retry must be accepted again, not fenced."""

@@ -136,6 +136,15 @@ class PartitionLog(Protocol):
         """Move the log start to `before` (at most the high watermark: clamped there), on
         every proxy; records below it are never returned again. Returns the new log start."""
 
+    async def recent_producer_batches(self, max_entries: int = 1000) -> list[tuple[int, int, int, int, int]]:
+        """(producer id, producer epoch, first sequence, last sequence, base offset) of every
+        batch of an idempotent producer (id >= 0) among the last `max_entries` stored
+        entries, in log order: what a process taking the partition over rebuilds the
+        idempotent-producer table from (`ProducerStateTable.restore`). The last sequence
+        is first + record count - 1 modulo 2**31; the base offset is the one the batch's
+        `append_batch` future gave. Empty when the engine keeps no producer ids. Raises
+        StorageError (TIMED_OUT when the engine stops delivering)."""
+
 
 # -- the group coordinator's log ---------------------------------------------------------------
 class OffsetsLog(Protocol):

@@ -100,6 +100,16 @@ class MemoryPartitionLog:
         self.log_start = max(self.log_start, min(before, self._end))
         return self.log_start
 
+    async def recent_producer_batches(self, max_entries: int = 1000) -> list[tuple[int, int, int, int, int]]:
+        result = []
+        for base, _count, data in self._batches[-max_entries:] if max_entries > 0 else ():
+            # A batch here is one stored entry, as sent (exactly one v2 batch: Produce checked).
+            info = codec.batch_infos(data)[0]
+            count, producer_id, epoch, first = info[4], info[8], info[9], info[10]
+            if producer_id >= 0:
+                result.append((producer_id, epoch, first, (first + count - 1) % (1 << 31), base))
+        return result
+
     def batches_from(self, offset: int):
         """(base, count, data) of the batch holding `offset` and every later one."""
         first = max(bisect_right(self._bases, offset) - 1, 0)

@@ -4,7 +4,8 @@ The pieces live beside this module: `entries` (Pulsar messages as Kafka data and
 the offset mapping), `producer` (ordered appends), `tail_reader` (read-ahead
 readers, kept and reused across fetches), `one_off` (short, hedged reads of the
 first and last entries and of the entry at an offset), `entry_cache` (batches
-this process stored, for fetches right behind the producer).
+this process stored, for fetches right behind the producer), `producer_tail`
+(idempotent producers' batches among the last entries, for a new owner's table).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import _pulsar
 
 from kop_fast import codec
 from kop_fast.storage.api import StorageError
+from kop_fast.storage.pulsar import producer_tail
 from kop_fast.storage.pulsar.bridge import CompletionBridge
 from kop_fast.storage.pulsar.entry_cache import CacheBudget, EntryCache
 from kop_fast.storage.pulsar.entries import KafkaEntry, message_id
@@ -201,6 +203,13 @@ class PulsarPartitionLog:
         item = await self._reads.item_at_or_after(hwm - 1)
         record = item.records()[-1]
         return record.offset, record.timestamp
+
+    async def recent_producer_batches(self, max_entries: int = 1000) -> list[tuple[int, int, int, int, int]]:
+        """Idempotent producers' batches among the last `max_entries` entries (`producer_tail`)."""
+        if self.entry_format != "kafka":
+            return []  # one Pulsar message per record: no producer ids are stored
+        return await producer_tail.recent_producer_batches(
+            self._reads, lambda: self.bounds(refresh=True), self._floor_entry, max_entries)
 
     # -- appends ------------------------------------------------------------------------------
     def append_batch(self, batch, record_count: int) -> asyncio.Future:
