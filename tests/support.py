@@ -22,10 +22,11 @@ START_TIMEOUT_S = 60
 
 
 class KopServer:
-    def __init__(self, data_dir: Path, *args: str, env: dict | None = None) -> None:
+    def __init__(self, data_dir: Path, *args: str, env: dict | None = None, listen: str = "127.0.0.1:0") -> None:
         self.data_dir = Path(data_dir)
         self.args = list(args)
         self.env = env
+        self.listen = listen  # `--listen` is repeatable: a second one would add a listener, not replace this
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
         self.pulsar_url: str | None = None  # the Pulsar this server uses (embedded or --pulsar-url)
@@ -40,7 +41,7 @@ class KopServer:
         env = dict(os.environ)
         if self.env:
             env.update(self.env)
-        cmd = [sys.executable, "-m", "kop_fast", "serve", "--listen", "127.0.0.1:0",
+        cmd = [sys.executable, "-m", "kop_fast", "serve", "--listen", self.listen,
                "--data-dir", str(self.data_dir), *self.args]
         self._log = open(self.log_path, "ab")
         self._log_start = self._log.tell()
