@@ -9,7 +9,7 @@ STAMP := $(VENV)/.kop-fast-installed
 BUILD_INPUTS := pyproject.toml setup.py $(wildcard kop_fast/*.pyx kop_fast/*.pxi kop_fast/*.pxd kop_fast/*.h)
 PYTEST_FLAGS ?= -q -W ignore::DeprecationWarning
 
-.PHONY: serve test test-compiled test-pure bench bench-check clean
+.PHONY: serve cluster test test-compiled test-pure bench bench-check clean
 
 $(STAMP): $(BUILD_INPUTS)
 	@echo "kop-fast: setting up $(VENV) and building the Cython codec (about a minute, first time only)"
@@ -29,6 +29,10 @@ $(BENCH_STAMP): $(STAMP)
 
 serve: $(STAMP)
 	$(VENV)/bin/kop-fast serve $(ARGS)
+
+# N proxies (default 3) on one pulsar-lite, as one Kafka cluster: a local demo.
+cluster: $(STAMP)
+	$(PY) -m kop_fast.local_cluster --nodes $(or $(NODES),3) $(if $(ARGS),-- $(ARGS))
 
 # The whole suite twice: once on the compiled codec (and fail if it did not
 # load), once on the pure-Python twin so it stays honest.

@@ -66,6 +66,7 @@ def _import_server() -> None:
 
 async def serve(settings: Settings, pulsar_url: str) -> int:
     _import_server()  # done already with the embedded broker (then free: the modules are loaded)
+    from kop_fast.server.cluster import ClusterJoinError
     from kop_fast.server.node import KafkaNode
     from kop_fast.storage.pulsar import PulsarStorage
 
@@ -91,9 +92,13 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
         return 1
     node = KafkaNode(settings, storage, cluster_id)
     try:
-        bound = await node.start()
+        bound = await node.start()  # listens, then joins the cluster
     except OSError as exc:
         fatal(settings, exc.strerror)
+        await storage.close()
+        return 1
+    except ClusterJoinError as exc:
+        fatal(settings, f"cannot join Kafka cluster {cluster_id}: {exc}")
         await storage.close()
         return 1
     # Everything built at start-up (schemas, handlers, clients) lives for the whole run:
@@ -102,8 +107,8 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
-    log.info("kop-fast ready: listening on %s, advertised as %s:%d, pulsar %s",
-             ", ".join(f"{h}:{p}" for h, p in bound), node.host, node.port, pulsar_url)
+    log.info("kop-fast ready: listening on %s, advertised as %s:%d, node %d of cluster %s, pulsar %s",
+             ", ".join(f"{h}:{p}" for h, p in bound), node.host, node.port, node.node_id, cluster_id, pulsar_url)
 
     await stop.wait()
     log.info("shutting down")

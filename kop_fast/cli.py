@@ -44,9 +44,10 @@ _SERVE_OPTIONS = (
      "create a topic that does not exist when a producer, or a Metadata request that allows it, "
      "names it (Kafka's auto.create.topics.enable; default true)"),
     ("--node-id", "N",
-     "Kafka broker id of this process (default 0)"),
+     "Kafka broker id of this proxy, unique in its cluster (default: the lowest free id)"),
     ("--cluster-id", "ID",
-     "Kafka cluster id reported in Metadata"),
+     "Kafka cluster id; proxies on one Pulsar with the same id form one Kafka cluster "
+     "(default: the id kept in Pulsar)"),
     ("--max-request-size", "BYTES",
      "largest request accepted; larger closes the connection (default 100 MiB)"),
     ("--offsets-topic", "TOPIC",

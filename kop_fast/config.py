@@ -175,7 +175,7 @@ class Settings:
     # Kafka's auto.create.topics.enable: Produce, and Metadata when the client allows it,
     # create a topic that does not exist.
     auto_create_topics: bool = True
-    node_id: int = 0
+    node_id: int | None = None  # None: the lowest id free in the cluster
     cluster_id: str | None = None
     max_request_size: int = 100 * 1024 * 1024
     log_level: str = "info"

@@ -58,6 +58,7 @@ from kop_fast.coordinator import (
     partition_for,
 )
 from kop_fast.protocol.errors import ErrorCode
+from kop_fast.server.cluster import offsets_key
 from kop_fast.server.storage_errors import storage_error_code
 from kop_fast.storage.api import OffsetsLog, Storage
 
@@ -67,8 +68,8 @@ log = logging.getLogger("kop_fast.coordinator")
 # COORDINATOR_LOAD_IN_PROGRESS (clients retry that after a backoff: waiting a little
 # here saves them the backoff, since a load normally takes milliseconds).
 LOAD_WAIT_S = 1.0
-# After a failed load (e.g. another process holds the partition) wait this long before trying again.
-LOAD_RETRY_S = 5.0
+# After a failed load (the storage failed) wait this long before trying again.
+LOAD_RETRY_S = 2.0
 # On shutdown, how long in-flight writes may take to be persisted and answered.
 WRITE_DRAIN_S = 5.0
 
@@ -124,11 +125,29 @@ class GroupCoordinator:
         self._partitions: dict[int, CoordinatorPartition] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self.cluster = None  # ClusterMembership: which offsets partitions this proxy may coordinate
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         """Cheap: no storage I/O happens until a group is used."""
         self._loop = asyncio.get_running_loop()
+
+    def attach(self, cluster) -> None:
+        """Coordinate only the offsets partitions the cluster gives this proxy; drop the others
+        as soon as a new epoch moves them away."""
+        self.cluster = cluster
+        cluster.listeners.append(self._on_epoch)
+
+    def may_coordinate(self, index: int) -> bool:
+        cluster = self.cluster
+        return cluster is None or cluster.serving(offsets_key(index))
+
+    def _on_epoch(self):
+        """A new cluster epoch: unload the partitions moved away; the awaitable settles once
+        their in-flight writes are done and they are released (then the epoch is confirmed)."""
+        releases = [self._ownership_lost(p) for p in self._partitions.values()
+                    if (p.ready or p.loading) and not self.cluster.owns(offsets_key(p.index))]
+        return asyncio.gather(*releases) if releases else None
 
     async def stop(self) -> None:
         """Answer parked requests (NOT_COORDINATOR), let in-flight writes finish, release ownership."""
@@ -171,7 +190,8 @@ class GroupCoordinator:
         if p is None:
             p = CoordinatorPartition(index, self.config)
             self._partitions[index] = p
-        if not p.ready and not p.loading and not self._stopping and time.monotonic() >= p.retry_at:
+        if (not p.ready and not p.loading and not self._stopping and time.monotonic() >= p.retry_at
+                and self.may_coordinate(index)):
             p.load_task = asyncio.ensure_future(self._load(p))
         return p
 
@@ -195,7 +215,7 @@ class GroupCoordinator:
             log.warning("cannot coordinate %s (%r); NOT_COORDINATOR for its groups, retry in %.0f s",
                         offsets_log.name, exc, LOAD_RETRY_S)
             return
-        if self._stopping:
+        if self._stopping or not self.may_coordinate(p.index):
             await offsets_log.release()
             return
         try:
@@ -236,7 +256,7 @@ class GroupCoordinator:
         if manager is not p.manager:  # written by a manager that no longer coordinates
             self._dispatch(p, manager.complete_write(write, ErrorCode.not_coordinator, self.now()), manager)
             return
-        if p.offsets_log is not None and p.ready and not p.offsets_log.owned():
+        if p.offsets_log is not None and p.ready and not self.may_coordinate(p.index):
             self._ownership_lost(p)
         if p.offsets_log is None or not p.ready and not self._stopping:
             self._dispatch(p, manager.complete_write(write, ErrorCode.not_coordinator, self.now()), manager)
@@ -260,12 +280,15 @@ class GroupCoordinator:
         if code == ErrorCode.none:
             self._mirror_commits(write)
 
-    def _ownership_lost(self, p: CoordinatorPartition) -> None:
-        """The lock consumer is disconnected: another process may own the partition now. Stop
-        coordinating it (parked requests get NOT_COORDINATOR); the next use loads it again, from
-        what was persisted, if the lock can be taken."""
-        log.warning("lost the ownership of %s: unloading its groups",
-                    p.offsets_log.name if p.offsets_log else p.index)
+    def _ownership_lost(self, p: CoordinatorPartition) -> asyncio.Future:
+        """The cluster gave the partition to another proxy (or this one's lease ran out). Stop
+        coordinating it (parked requests get NOT_COORDINATOR); the future settles once its
+        in-flight writes are done and it is released. The next use loads it again, from what
+        was persisted, once this proxy owns it again."""
+        log.info("no longer coordinating %s: unloading its groups",
+                 p.offsets_log.name if p.offsets_log else p.index)
+        if p.loading:
+            p.load_task.cancel()
         p.ready = False
         old_manager, old_log = p.manager, p.offsets_log
         p.manager = _loading_manager(self.config)
@@ -277,9 +300,10 @@ class GroupCoordinator:
         async def release_after_writes() -> None:
             if inflight:
                 await asyncio.wait(inflight, timeout=WRITE_DRAIN_S)
-            await old_log.release()
+            if old_log is not None:
+                await old_log.release()
 
-        asyncio.ensure_future(release_after_writes())
+        return asyncio.ensure_future(release_after_writes())
 
     def _rearm(self, p: CoordinatorPartition) -> None:
         deadline = p.manager.next_deadline_ms() if p.ready and not self._stopping else None

@@ -13,7 +13,9 @@ import logging
 
 from kop_fast.config import Settings, advertised_address
 from kop_fast.producer_state import ProducerStateTable
+from kop_fast.server.cluster import ClusterMembership
 from kop_fast.server.connection import KafkaConnection
+from kop_fast.server.producer_recovery import ProducerRecovery
 from kop_fast.server.group_coordinator import GroupCoordinator
 from kop_fast.server.registry import REGISTRY, HandlerRegistry
 from kop_fast.server.retention import start_sweeping, stop_sweeping
@@ -32,17 +34,23 @@ class KafkaNode:
         self.settings = settings
         self.storage = storage
         self.registry = registry
-        self.node_id = settings.node_id
         self.cluster_id = cluster_id
         self.host, self.port = advertised_address(settings)  # what Metadata tells clients
         self.connections: set[KafkaConnection] = set()
         self.producer_state = ProducerStateTable()
+        self.producer_recovery = ProducerRecovery(self.producer_state)
         self.group_coordinator = GroupCoordinator(settings, storage)
         self._servers: list[asyncio.Server] = []
+        # Joined in start(), once the advertised address is known.
+        self.cluster: ClusterMembership | None = None
         # --metrics-listen: the request path's metrics (None: off, nothing is counted).
         self.metrics = None
         self.metrics_address: tuple[str, int] | None = None  # where they are served (bound)
         self._metrics_server = None
+
+    @property
+    def node_id(self) -> int:
+        return self.cluster.node_id if self.cluster is not None else (self.settings.node_id or 0)
 
     @property
     def listening(self) -> bool:
@@ -68,10 +76,18 @@ class KafkaNode:
         bound = [s.sockets[0].getsockname()[:2] for s in self._servers]
         if self.settings.metrics_listen is not None:
             await self._start_metrics(*self.settings.metrics_listen)
-        start_sweeping(self)  # retention.ms overrides, enforced by this process
         if not self.settings.advertised_listener:
             # With port 0 the kernel chose the port: advertise the one we really have.
             self.host, self.port = advertised_address(self.settings, bound[0][1])
+        self.cluster = ClusterMembership(self.storage, self.cluster_id, self.host, self.port, self.settings.node_id)
+        try:
+            await self.cluster.join()
+        except BaseException:
+            await self.stop()
+            raise
+        self.group_coordinator.attach(self.cluster)
+        self.producer_recovery.attach(self.cluster)
+        start_sweeping(self)  # retention.ms overrides, enforced by this process
         return bound
 
     async def _start_metrics(self, host: str, port: int) -> None:
@@ -90,6 +106,8 @@ class KafkaNode:
     async def stop(self) -> None:
         """Stop accepting, answer what clients already sent (bounded), close connections."""
         await stop_sweeping(self)
+        if self.cluster is not None:
+            self.cluster.stop_serving()  # requests from now on: retriable errors, clients move on
         for server in self._servers:
             server.close()
         # Parked JoinGroup/SyncGroup get NOT_COORDINATOR, in-flight commits are persisted and
@@ -103,6 +121,8 @@ class KafkaNode:
         for server in self._servers:
             await server.wait_closed()
         self._servers.clear()
+        if self.cluster is not None:  # everything settled: the others take over at once
+            await self.cluster.leave()
         if self._metrics_server is not None:  # last: /ready says 503 while draining
             await self._metrics_server.stop()
             self._metrics_server = None

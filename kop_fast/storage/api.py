@@ -22,7 +22,7 @@ import enum
 import uuid
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping, Protocol, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -167,6 +167,24 @@ class OffsetsLog(Protocol):
         """Stop owning (hands the partition to the next process)."""
 
 
+# -- cluster membership ------------------------------------------------------------------------
+class ClusterLog(Protocol):
+    """What several proxies of one Kafka cluster share to agree on who is alive
+    (`kop_fast.cluster.view`): an ordered log of membership changes, and heartbeats."""
+
+    async def start(self, on_change: Callable[[dict], None], on_heartbeat: Callable[[dict], None]) -> None:
+        """Replay every change written so far into `on_change` (in log order) before
+        returning, then keep following; heartbeats written from now on go to `on_heartbeat`."""
+
+    async def append_change(self, change: dict) -> None:
+        """Persist a change; on return this process has applied it (and all before it)."""
+
+    async def publish_heartbeat(self, heartbeat: dict) -> None:
+        """Persist a heartbeat; raises StorageError when the engine did not take it in time."""
+
+    async def close(self) -> None: ...
+
+
 # -- the whole engine --------------------------------------------------------------------------
 class Storage(Protocol):
     async def start(self) -> None: ...
@@ -215,11 +233,18 @@ class Storage(Protocol):
         """The Kafka cluster id of every proxy on this engine: kept by the engine, the
         first one proposed wins (so it survives restarts and is the same everywhere)."""
 
+    def partition_name(self, topic: TopicInfo, index: int) -> str:
+        """The partition's name, unique in the engine: `partition_log(topic, index).name`,
+        without opening anything (placement keys)."""
+
     def partition_log(self, topic: TopicInfo, index: int) -> PartitionLog:
         """Partition `index` (0 <= index < topic.partitions) of the topic."""
 
     def offsets_log(self, index: int) -> OffsetsLog:
         """Partition `index` of the group coordinator's offsets log (`--offsets-topic`)."""
+
+    def cluster_log(self, cluster_id: str) -> ClusterLog:
+        """The membership log of the proxies of one Kafka cluster id."""
 
     def mirror_commit(self, group_id: str, topic: TopicInfo, partition: int, offset: int) -> None:
         """A group's commit is durable: let applications of the engine see it (Pulsar: move

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from kop_fast import codec
+from kop_fast.storage.memory_cluster import MemoryClusterChannel, MemoryClusterLog
 from kop_fast.storage.api import (
     NO_CONFIGS,
     InvalidPartitions,
@@ -197,6 +198,7 @@ class MemoryEngine:
         #: (group, topic, partition) -> the last committed offset mirrored
         self.mirrored: dict[tuple[str, str, int], int] = {}
         self.cluster_id: str | None = None
+        self.cluster_channels: dict[str, MemoryClusterChannel] = {}
 
 
 class MemoryStorage:
@@ -276,15 +278,22 @@ class MemoryStorage:
             self.engine.cluster_id = proposed
         return self.engine.cluster_id
 
+    def partition_name(self, topic: TopicInfo, index: int) -> str:
+        return f"{topic.name}-{index}"
+
     def partition_log(self, topic: TopicInfo, index: int) -> MemoryPartitionLog:
         key = (topic.topic_id, index)
         partition = self.engine.partitions.get(key)
         if partition is None:
-            partition = self.engine.partitions[key] = MemoryPartitionLog(f"{topic.name}-{index}")
+            partition = self.engine.partitions[key] = MemoryPartitionLog(self.partition_name(topic, index))
         return partition
 
     def offsets_log(self, index: int) -> MemoryOffsetsLog:
         return MemoryOffsetsLog(self.engine, index, self)
+
+    def cluster_log(self, cluster_id: str) -> MemoryClusterLog:
+        channel = self.engine.cluster_channels.setdefault(cluster_id, MemoryClusterChannel())
+        return MemoryClusterLog(channel)
 
     def mirror_commit(self, group_id: str, topic: TopicInfo, partition: int, offset: int) -> None:
         self.engine.mirrored[(group_id, topic.name, partition)] = offset

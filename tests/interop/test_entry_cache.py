@@ -17,11 +17,15 @@ pytestmark = pytest.mark.interop
 
 
 def proxy_pair(base, *args: str):
-    """A caching proxy and, on its pulsar-lite, one with the cache off; stopped at the end."""
+    """A caching proxy and, on its pulsar-lite, one with the cache off; stopped at the end.
+
+    Each is a Kafka cluster of its own (`--cluster-id`), so both lead every partition and
+    the same fetch can be sent to both (in one cluster, one of them would answer
+    NOT_LEADER_OR_FOLLOWER)."""
     cached = KopServer(base / "cached", *args).start()
     try:
         uncached = KopServer(base / "uncached", *args, "--pulsar-url", cached.pulsar_url, "--node-id", "1",
-                             "--read-cache-mb", "0").start()
+                             "--cluster-id", "uncached", "--read-cache-mb", "0").start()
     except Exception:
         cached.stop()
         raise

@@ -204,17 +204,40 @@ def test_stop_answers_parked_join_and_drains_in_flight_commits():
     run(scenario())
 
 
-def test_lost_lock_unloads_and_reloads_from_the_log():
+class SwitchableCluster:
+    """The cluster's answer for every offsets partition: owned and served, or neither."""
+
+    def __init__(self) -> None:
+        self.owner = True
+        self.listeners = []
+
+    def owns(self, key: str) -> bool:
+        return self.owner
+
+    serving = owns
+
+    def move_away(self):
+        self.owner = False
+        return [listener() for listener in self.listeners]
+
+
+def test_a_partition_moved_away_unloads_and_reloads_from_the_log_when_back():
     async def scenario():
         topic = FakeTopic()
         coordinator = await make_coordinator(topic)
+        cluster = SwitchableCluster()
+        coordinator.attach(cluster)
         ok = await coordinator.commit_offsets(commit_request("g", 5))
         assert ok.partitions[0].error_code == ErrorCode.none
-        topic.acquired[-1].connected = False
+        drains = [d for d in cluster.move_away() if d is not None]
+        assert drains, "the epoch listener must hand back the release to wait for"
+        await asyncio.gather(*drains)
+        assert topic.acquired[0].released
         lost = await coordinator.commit_offsets(commit_request("g", 6))
         assert lost.partitions[0].error_code == ErrorCode.not_coordinator
-        await eventually(lambda: topic.acquired[0].released)
-        # Next use loads it again from what was persisted.
+        assert await coordinator.find_coordinator("g") == ErrorCode.coordinator_not_available
+        # Back here: the next use loads it again from what was persisted.
+        cluster.owner = True
         assert await coordinator.find_coordinator("g") == ErrorCode.none
         fetch = await coordinator.fetch_offsets(OffsetFetchRequest("g", [("t", 0)]))
         assert fetch.partitions[0].offset == 5

@@ -12,6 +12,7 @@ import datetime
 
 from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.errors import ErrorCode, KafkaError
+from kop_fast.server.leaders import leader_error
 from kop_fast.server.registry import api
 from kop_fast.server.topics import existing_topic, within_timeout
 
@@ -24,6 +25,9 @@ async def _delete(node, name: str, index: int, offset: int) -> int:
     info = await existing_topic(node, name)
     if info is None or not 0 <= index < info.partitions:
         raise KafkaError(ErrorCode.unknown_topic_or_partition)
+    error = leader_error(node, node.storage.partition_name(info, index))
+    if error:
+        raise KafkaError(error)
     partition = node.storage.partition_log(info, index)
     _, hwm = await partition.bounds(refresh=True)
     before = hwm if offset == HIGH_WATERMARK else offset

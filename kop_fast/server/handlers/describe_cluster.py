@@ -12,6 +12,7 @@ import datetime
 
 from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.errors import ErrorCode
+from kop_fast.server.leaders import live_brokers
 from kop_fast.server.registry import api
 
 API_KEY = 60
@@ -42,9 +43,10 @@ def handle_describe_cluster(ctx, request):
         error, message = refused
         return make(schema, throttle_time=_ZERO, error_code=error, error_message=message, cluster_id="",
                     controller_id=-1, brokers=(), cluster_authorized_operations=_OPERATIONS_NOT_ASKED)
-    broker = make(sibling(schema, "DescribeClusterBroker"), broker_id=node.node_id, host=node.host, port=node.port,
-                  rack=None, is_fenced=False)
+    broker_cls = sibling(schema, "DescribeClusterBroker")
+    members = live_brokers(node)
+    brokers = tuple(make(broker_cls, broker_id=n, host=h, port=p, rack=None, is_fenced=False) for n, h, p in members)
     operations = CLUSTER_OPERATIONS if request.include_cluster_authorized_operations else _OPERATIONS_NOT_ASKED
     return make(schema, throttle_time=_ZERO, error_code=ErrorCode.none, error_message=None,
-                endpoint_type=BROKER_ENDPOINTS, cluster_id=node.cluster_id, controller_id=node.node_id,
-                brokers=(broker,), cluster_authorized_operations=operations)
+                endpoint_type=BROKER_ENDPOINTS, cluster_id=node.cluster_id, controller_id=members[0][0],
+                brokers=brokers, cluster_authorized_operations=operations)

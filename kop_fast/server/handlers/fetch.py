@@ -19,6 +19,7 @@ import logging
 from kop_fast.protocol.encoded import EncodedResponse
 from kop_fast.protocol.errors import ErrorCode
 from kop_fast.protocol.fetch_response import FetchPartitionResult, encode_fetch_response
+from kop_fast.server.leaders import leader_error
 from kop_fast.server.registry import api
 from kop_fast.server.storage_errors import storage_error_code
 from kop_fast.server.topics import existing_topic
@@ -43,6 +44,10 @@ async def _prepare(node, name: str, request_partition) -> _PartitionFetch:
     info = await existing_topic(node, name)
     if info is None or not 0 <= index < info.partitions:
         return _PartitionFetch(FetchPartitionResult(index, ErrorCode.unknown_topic_or_partition))
+    error = leader_error(node, node.storage.partition_name(info, index),
+                         getattr(request_partition, "current_leader_epoch", -1))
+    if error:
+        return _PartitionFetch(FetchPartitionResult(index, error))
     partition = node.storage.partition_log(info, index)
     try:
         log_start, hwm = await partition.bounds()

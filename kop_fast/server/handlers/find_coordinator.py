@@ -1,9 +1,10 @@
-"""FindCoordinator (key 10) v0-v4: this process coordinates every group whose partition it owns.
+"""FindCoordinator (key 10) v0-v4: the proxy that owns the group's `__consumer_offsets` partition.
 
+The cluster places offsets partitions like data partitions (`kop_fast.cluster`),
+so every proxy names the same coordinator. When it is this proxy, the load of the
+partition starts here (the group request that follows waits for it).
 v4 batches keys (`coordinator_keys`). Key type 1 (transactions) gets
 COORDINATOR_NOT_AVAILABLE per key: there is no transaction coordinator.
-A group whose `__consumer_offsets` partition another kop_fast process holds also
-gets COORDINATOR_NOT_AVAILABLE: this process cannot yet name the owner.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import datetime
 
 from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.errors import ErrorCode
+from kop_fast.server.cluster import offsets_key
 from kop_fast.server.group_coordinator import coordinator_of, kafka_error
 from kop_fast.server.registry import api
 
@@ -22,22 +24,23 @@ KEY_TYPE_TRANSACTION = 1
 _ZERO = datetime.timedelta(0)
 
 
-async def _lookup(ctx, key_type: int, key: str) -> tuple[ErrorCode, str | None]:
+_NOWHERE = {"node_id": -1, "host": "", "port": -1}
+
+
+async def _lookup(ctx, key_type: int, key: str) -> tuple[ErrorCode, str | None, dict]:
     if key_type == KEY_TYPE_TRANSACTION:
-        return ErrorCode.coordinator_not_available, "transactions are not supported"
+        return ErrorCode.coordinator_not_available, "transactions are not supported", _NOWHERE
     if key_type != KEY_TYPE_GROUP:
-        return ErrorCode.invalid_request, f"unknown coordinator key type {key_type}"
-    code = await coordinator_of(ctx).find_coordinator(key)
+        return ErrorCode.invalid_request, f"unknown coordinator key type {key_type}", _NOWHERE
+    coordinator = coordinator_of(ctx)
+    owner = ctx.node.cluster.owner(offsets_key(coordinator.partition_index(key)))[0] if ctx.node.cluster else None
+    if owner is not None and owner is not ctx.node.cluster.me:
+        return ErrorCode.none, None, {"node_id": owner.node_id, "host": owner.host, "port": owner.port}
+    code = await coordinator.find_coordinator(key)
     if code == ErrorCode.none:
-        return ErrorCode.none, None
-    return kafka_error(code), "the group's coordinator partition is not available here"
-
-
-def _where(ctx, error: ErrorCode) -> dict:
-    node = ctx.node
-    if error == ErrorCode.none:
-        return {"node_id": node.node_id, "host": node.host, "port": node.port}
-    return {"node_id": -1, "host": "", "port": -1}
+        node = ctx.node
+        return ErrorCode.none, None, {"node_id": node.node_id, "host": node.host, "port": node.port}
+    return kafka_error(code), "the group's coordinator is not available yet", _NOWHERE
 
 
 @api(API_KEY, 0, 4)
@@ -49,8 +52,8 @@ async def handle_find_coordinator(ctx, request):
         found = await asyncio.gather(*(_lookup(ctx, key_type, k) for k in keys))
         coordinator_cls = sibling(schema, "Coordinator")
         coordinators = tuple(
-            make(coordinator_cls, key=k, error_code=error, error_message=message, **_where(ctx, error))
-            for k, (error, message) in zip(keys, found))
+            make(coordinator_cls, key=k, error_code=error, error_message=message, **where)
+            for k, (error, message, where) in zip(keys, found))
         return make(schema, throttle_time=_ZERO, coordinators=coordinators)
-    error, message = await _lookup(ctx, key_type, request.key)
-    return make(schema, throttle_time=_ZERO, error_code=error, error_message=message, **_where(ctx, error))
+    error, message, where = await _lookup(ctx, key_type, request.key)
+    return make(schema, throttle_time=_ZERO, error_code=error, error_message=message, **where)

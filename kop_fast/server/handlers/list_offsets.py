@@ -12,6 +12,7 @@ import logging
 
 from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.errors import ErrorCode
+from kop_fast.server.leaders import leader_error
 from kop_fast.server.registry import api
 from kop_fast.server.storage_errors import storage_error_code
 from kop_fast.server.topics import existing_topic
@@ -25,11 +26,14 @@ MAX_TIMESTAMP = -3
 _ZERO = datetime.timedelta(0)
 
 
-async def _lookup(node, name: str, index: int, timestamp: int) -> tuple[ErrorCode, int, int]:
+async def _lookup(node, name: str, index: int, timestamp: int, leader_epoch: int) -> tuple[ErrorCode, int, int]:
     """(error, timestamp, offset) for one partition."""
     info = await existing_topic(node, name)
     if info is None or not 0 <= index < info.partitions:
         return ErrorCode.unknown_topic_or_partition, -1, -1
+    error = leader_error(node, node.storage.partition_name(info, index), leader_epoch)
+    if error:
+        return error, -1, -1
     partition = node.storage.partition_log(info, index)
     try:
         if timestamp == EARLIEST:
@@ -61,10 +65,11 @@ async def handle_list_offsets(ctx, request):
     schema = ctx.response_schema
     topic_cls = sibling(schema, "ListOffsetsTopicResponse")
     partition_cls = sibling(schema, "ListOffsetsPartitionResponse")
-    plan = [(t.name, p.partition_index, p.timestamp) for t in request.topics for p in t.partitions]
+    plan = [(t.name, p.partition_index, p.timestamp, getattr(p, "current_leader_epoch", -1))
+            for t in request.topics for p in t.partitions]
     results = await asyncio.gather(*(_lookup(node, *item) for item in plan))
     by_topic: dict[str, list] = {}
-    for (name, index, _), (error, ts, offset) in zip(plan, results):
+    for (name, index, _, _), (error, ts, offset) in zip(plan, results):
         by_topic.setdefault(name, []).append(
             make(partition_cls, partition_index=index, error_code=error, timestamp=ts, offset=offset,
                  leader_epoch=-1, old_style_offsets=(offset,) if offset >= 0 else ()))

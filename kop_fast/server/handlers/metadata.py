@@ -1,4 +1,9 @@
-"""Metadata (key 3): this process is the only broker and leads every partition; topics come from the storage."""
+"""Metadata (key 3): the cluster's live proxies as brokers, each partition led by the proxy that owns it.
+
+Topics come from the storage; placement and leader epochs from the cluster view
+(`kop_fast.server.cluster`), the same on every proxy. There is one replica per
+partition (Pulsar keeps the copies): replicas and ISR are the leader.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import uuid
 
 from kop_fast.protocol.build import make, sibling
 from kop_fast.protocol.errors import ErrorCode
+from kop_fast.server.leaders import leader_of, live_brokers
 from kop_fast.server.registry import api
 from kop_fast.server.topics import resolve_topic
 from kop_fast.storage.api import TopicInfo
@@ -27,16 +33,20 @@ def _topic_entry(schema, node, name: str, error: ErrorCode, info: TopicInfo | No
     partition_cls = sibling(schema, "MetadataResponsePartition")
     partitions = ()
     if info is not None:
-        leader = node.node_id
-        partitions = tuple(
-            make(partition_cls, error_code=ErrorCode.none, partition_index=i, leader_id=leader,
-                 leader_epoch=-1, replica_nodes=(leader,), isr_nodes=(leader,), offline_replicas=())
-            for i in range(info.partitions)
-        )
+        partitions = tuple(_partition_entry(partition_cls, node, info, i) for i in range(info.partitions))
     return make(topic_cls, error_code=error, name=name,
                 topic_id=topic_id(info) if info else uuid.UUID(int=0),
                 is_internal=False, partitions=partitions,
                 topic_authorized_operations=_AUTHORIZED_OPS_UNKNOWN)
+
+
+def _partition_entry(partition_cls, node, info: TopicInfo, index: int):
+    leader, epoch = leader_of(node, info, index)
+    if leader is None:
+        return make(partition_cls, error_code=ErrorCode.leader_not_available, partition_index=index, leader_id=-1,
+                    leader_epoch=-1, replica_nodes=(), isr_nodes=(), offline_replicas=())
+    return make(partition_cls, error_code=ErrorCode.none, partition_index=index, leader_id=leader,
+                leader_epoch=epoch, replica_nodes=(leader,), isr_nodes=(leader,), offline_replicas=())
 
 
 async def _find_by_id(node, wanted) -> TopicInfo | None:
@@ -76,7 +86,8 @@ async def handle_metadata(ctx, request):
             error, info = results.pop()
             entries.append(_topic_entry(schema, node, topic.name, error, info))
     broker_cls = sibling(schema, "MetadataResponseBroker")
-    brokers = (make(broker_cls, node_id=node.node_id, host=node.host, port=node.port, rack=None),)
+    members = live_brokers(node)
+    brokers = tuple(make(broker_cls, node_id=n, host=h, port=p, rack=None) for n, h, p in members)
     return make(schema, throttle_time=_ZERO, brokers=brokers, cluster_id=node.cluster_id,
-                controller_id=node.node_id, topics=tuple(entries),
+                controller_id=members[0][0] if members else -1, topics=tuple(entries),
                 cluster_authorized_operations=_AUTHORIZED_OPS_UNKNOWN)

@@ -62,6 +62,11 @@ def _store(node, info, index: int, records) -> asyncio.Future | tuple[ErrorCode,
         # Offsets inside a stored batch must be exactly base+0..n-1; transactions are not supported.
         return ErrorCode.invalid_record, -1
     partition = node.storage.partition_log(info, index)
+    cluster = node.cluster
+    if cluster is not None and not cluster.serving(partition.name):
+        return ErrorCode.not_leader_or_follower, -1
+    if producer_id >= 0 and not node.producer_recovery.ready(partition):
+        return ErrorCode.not_leader_or_follower, -1  # its producers' state is being read
     producers = node.producer_state
     check, cached_offset = producers.check(partition.name, producer_id, producer_epoch, base_sequence, count)
     if check == SequenceCheck.DUPLICATE_OF_RECENT:

@@ -6,24 +6,19 @@ Each record the coordinator persists is one Pulsar message: the record key
 (binary) base64-encoded as the partition key, the record value as the payload,
 a tombstone as a Pulsar null value. Batching is off, so one record is one entry.
 
-Ownership: a process coordinates partition i while it holds the Exclusive
-subscription `__kop_fast_coordinator` on that topic. pulsar-lite enforces
-Exclusive subscriptions (a second subscriber fails, as a client Timeout after
-the operation timeout), and frees the subscription when the holder closes it
-(and, usually, when it dies: a killed holder whose receiver queue was full has
-been seen to keep it for minutes). Closing it on shutdown hands the partition
-over. pulsar-lite refuses the second subscriber by dropping its whole
-connection, so each partition has its own Pulsar client (own connection): a
-failed attempt on one partition cannot disturb the lock of another partition,
-nor the main client's producers and fetch readers. If the lock consumer is
-found disconnected, ownership may be gone: the coordinator drops the partition
-and loads it again (`owned`).
+Ownership is the cluster's business (`kop_fast.server.cluster`: a partition
+is coordinated by the proxy the cluster view gives it, after the previous owner
+has confirmed the hand-over, under a lease), not Pulsar's: an Exclusive
+subscription as a lock was seen never to be released by pulsar-lite when its
+holder was SIGKILLed with a full receiver queue. Each partition still has its
+own Pulsar client (own connection), so its replays and writes never wait behind
+the main client's producers and fetch readers.
 
-Replay: the same lock consumer reads the partition from the start. It never
-acknowledges anything, so its cursor stays at the first message and the next
-owner gets the whole log again (unacknowledged messages are redelivered to a
-new consumer). This avoids a Reader, which in pulsar-lite leaves a permanent
-`reader-xxx` subscription behind per open. Replay ends at a marker the new owner
+Replay: a consumer on a subscription of its own (a fresh name per
+acquisition, starting at the earliest message) reads the partition from the
+start and is unsubscribed when the replay is done, so nothing is left behind
+and nothing holds the log. (A Reader, in pulsar-lite, leaves a permanent
+`reader-xxx` subscription behind per open.) Replay ends at a marker the new owner
 writes first (an empty message with the property `kop_fast.marker`, skipped by
 every replay): nobody else writes (we own the partition), so everything before
 it is the log as the previous owners left it. (Asking where the log ends,
@@ -32,8 +27,7 @@ pulsar-client logs that as an ERROR at every group's first use.) A marker costs
 one small entry per acquisition. Every message goes through a DuplicateFilter:
 pulsar-lite redelivers, sometimes out of order.
 
-After replay the consumer is not read any more; its bounded receiver queue fills
-with our own later writes and the broker stops dispatching. The log is never
+The log is never
 compacted here (pulsar-lite has no compaction): replay time grows with the
 number of records ever written to a partition.
 """
@@ -43,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import uuid
 from collections import deque
 
 import _pulsar
@@ -59,7 +54,7 @@ from kop_fast.storage.pulsar.bridge import (
 
 log = logging.getLogger("kop_fast.offsets_topic")
 
-LOCK_SUBSCRIPTION = "__kop_fast_coordinator"
+REPLAY_SUBSCRIPTION_PREFIX = "__kop_fast_coordinator_replay"
 # pulsar-lite stalls consumers with very large receiver queues; 1000 was seen safe.
 REPLAY_RECEIVER_QUEUE = 1000
 # A replay read that waits longer than this is a stall (or a broken log): give up and retry.
@@ -84,7 +79,7 @@ class PulsarOffsetsLog:
         self.bridge = bridge
         self.name = self.topic = topic
         self.index = index
-        self._lock = None  # the Exclusive consumer: holding it is owning the partition
+        self._replay_consumer = None
         self._producer = None
         self._producer_task: asyncio.Future | None = None
         self._backlog: deque = deque()  # (records, future) waiting for a producer, FIFO
@@ -92,10 +87,10 @@ class PulsarOffsetsLog:
 
     # -- ownership and replay -------------------------------------------------------------------
     async def acquire_and_replay(self) -> list[tuple[bytes, bytes | None]]:
-        """Take ownership (Exclusive subscription) and return every record, in log order.
+        """Open the partition for writing and return every record, in log order.
 
-        Raises PulsarError (Timeout when another process holds the partition) or
-        asyncio.TimeoutError (a stalled replay); nothing is held after a failure.
+        Raises PulsarError or asyncio.TimeoutError (a stalled replay); nothing is
+        held after a failure.
         """
         self._client_wrapper = pulsar.Client(
             self.service_url, operation_timeout_seconds=OPERATION_TIMEOUT_S, connection_timeout_ms=10000,
@@ -105,10 +100,11 @@ class PulsarOffsetsLog:
         conf.consumer_type(_pulsar.ConsumerType.Exclusive)
         conf.receiver_queue_size(REPLAY_RECEIVER_QUEUE)
         conf.subscription_initial_position(_pulsar.InitialPosition.Earliest)
+        subscription = f"{REPLAY_SUBSCRIPTION_PREFIX}-{uuid.uuid4().hex[:12]}"
         try:
             fut, cb = self.bridge.value_future()
-            self.client.subscribe_async_v2(self.topic, LOCK_SUBSCRIPTION, conf, cb)
-            self._lock = await fut
+            self.client.subscribe_async_v2(self.topic, subscription, conf, cb)
+            self._replay_consumer = await fut
         except BaseException:
             await self.release()
             raise
@@ -118,7 +114,21 @@ class PulsarOffsetsLog:
         except BaseException:
             await self.release()
             raise
+        await self._end_replay()
         return records
+
+    async def _end_replay(self) -> None:
+        """Drop the replay's subscription (it would keep the log's backlog otherwise)."""
+        consumer, self._replay_consumer = self._replay_consumer, None
+        if consumer is None:
+            return
+        fut, cb = self.bridge.result_future()
+        try:
+            consumer.unsubscribe_async(cb)
+            await asyncio.wait_for(fut, OPERATION_TIMEOUT_S)
+        except (PulsarError, asyncio.TimeoutError) as exc:
+            log.info("could not drop the replay subscription of %s (%r)", self.topic, exc)
+            await close_quietly(self.bridge, consumer)
 
     async def _write_marker(self) -> tuple[int, int]:
         """(ledger, entry) of a new marker: the end of the replay."""
@@ -135,7 +145,7 @@ class PulsarOffsetsLog:
         dedup = DuplicateFilter()
         while True:
             fut, cb = self.bridge.result_future()
-            self._lock.receive_async(cb)
+            self._replay_consumer.receive_async(cb)
             msg = await asyncio.wait_for(fut, REPLAY_READ_TIMEOUT_S)
             if not dedup.fresh(msg):
                 continue
@@ -147,18 +157,17 @@ class PulsarOffsetsLog:
                 return records
 
     def owned(self) -> bool:
-        """False once the lock consumer is disconnected: another process may own the partition now."""
-        lock = self._lock
-        return lock is not None and not self._closed and lock.is_connected()
+        """Until released (who owns a partition is the cluster's business)."""
+        return not self._closed
 
     async def release(self) -> None:
-        """Give up ownership: close the producer, the lock consumer and the client."""
+        """Stop writing: close the producer, a replay consumer left over, and the client."""
         self._closed = True
         backlog, self._backlog = self._backlog, deque()
         for _records, fut in backlog:
             if not fut.done():
                 fut.set_exception(PulsarError(_pulsar.Result.AlreadyClosed, "coordinator partition closed"))
-        for attr in ("_producer", "_lock"):
+        for attr in ("_producer", "_replay_consumer"):
             handle = getattr(self, attr)
             setattr(self, attr, None)
             if handle is not None:

@@ -35,6 +35,7 @@ from kop_fast.storage.pulsar.offsets_log import PulsarOffsetsLog
 from kop_fast.storage.pulsar.partition_log import PulsarPartitionLog
 from kop_fast.storage.pulsar.subscription_mirror import SubscriptionMirror
 from kop_fast.storage.pulsar.one_off import OneOffReads
+from kop_fast.storage.pulsar.cluster_log import PulsarClusterLog, cluster_topics
 from kop_fast.storage.pulsar.topic_registry import TopicRecord, TopicRegistry, legacy_topic_id
 
 log = logging.getLogger("kop_fast.pulsar")
@@ -120,6 +121,9 @@ class PulsarStorage:
         await fut
 
     # -- partitions -----------------------------------------------------------------------------
+    def partition_name(self, topic: TopicInfo, index: int) -> str:
+        return partition_topic(topic.storage_name, index, topic.partitioned)
+
     def partition_log(self, topic: TopicInfo, index: int) -> PulsarPartitionLog:
         name = partition_topic(topic.storage_name, index, topic.partitioned)
         key = (topic.topic_id, name)
@@ -371,6 +375,10 @@ class PulsarStorage:
     def offsets_log(self, index: int) -> PulsarOffsetsLog:
         topic = partition_topic(self.settings.offsets_topic, index)
         return PulsarOffsetsLog(self.service_url, self.bridge, topic, index)
+
+    def cluster_log(self, cluster_id: str) -> PulsarClusterLog:
+        changes, heartbeats = cluster_topics(self.settings.system_namespace, cluster_id)
+        return PulsarClusterLog(self.client, self.bridge, changes, heartbeats)
 
     def mirror_commit(self, group_id: str, topic: TopicInfo, partition: int, offset: int) -> None:
         if self.mirror is None:

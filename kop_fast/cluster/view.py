@@ -1,0 +1,132 @@
+"""`ClusterView`: the live proxies, as every proxy derives them from one log of changes.
+
+The changes are records in a Pulsar topic, so every proxy applies the same
+changes in the same order (Pulsar's order is the only agreement we need) and
+arrives at the same members and the same epochs:
+
+    {"op": "join",   "node": N, "instance": U, "host": H, "port": P}
+    {"op": "leave",  "node": N, "instance": U}     graceful stop
+    {"op": "expire", "node": N, "instance": U}     written by any proxy that has not
+                                                   heard N's heartbeat for the lease time
+
+A join for a node id held by another instance replaces that instance when it has
+the same advertised address (a restart after a crash: the address can only be
+bound by one live process), and is refused otherwise (the newcomer sees that its
+instance is not a member and refuses to start). A leave or expire names the
+instance, so a late one never removes a successor. Every change that alters the
+members is one epoch.
+
+A partition's leader epoch is the epoch at which its current owner got it, so it
+grows on every move and stays put otherwise. `confirmed` holds the epoch each
+member reports (in its heartbeats) to have applied: a member serves a partition
+it gained at epoch E only once every other member has applied E, i.e. has
+stopped serving it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kop_fast.cluster.placement import owner_id
+
+HISTORY_LIMIT = 2000  # views kept for leader epochs; older moves count as "before the oldest"
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    node_id: int
+    instance: str
+    host: str
+    port: int
+
+
+class ClusterView:
+    def __init__(self) -> None:
+        self.members: dict[int, Member] = {}
+        self.epoch = 0
+        # (epoch, members at that epoch), oldest first; the last is the current view.
+        self.history: list[tuple[int, dict[int, Member]]] = [(0, {})]
+        self.confirmed: dict[str, int] = {}  # instance -> epoch it has applied
+        self._owners: dict[str, tuple[Member | None, int]] = {}  # key -> (owner, leader epoch)
+
+    # -- changes --------------------------------------------------------------------------------
+    def apply(self, change: dict) -> bool:
+        """Apply one change from the log; True when the members changed (a new epoch)."""
+        try:
+            op = change["op"]
+            node = int(change["node"])
+            instance = str(change["instance"])
+        except (KeyError, TypeError, ValueError):
+            return False
+        current = self.members.get(node)
+        if op == "join":
+            try:
+                joiner = Member(node, instance, str(change["host"]), int(change["port"]))
+            except (KeyError, TypeError, ValueError):
+                return False
+            if current is not None and (current.instance == instance or
+                                        (current.host, current.port) != (joiner.host, joiner.port)):
+                return False  # already in, or the id is someone else's
+            members = dict(self.members)
+            members[node] = joiner
+        elif op in ("leave", "expire"):
+            if current is None or current.instance != instance:
+                return False
+            members = dict(self.members)
+            del members[node]
+            self.confirmed.pop(instance, None)
+        else:
+            return False
+        self.members = members
+        self.epoch += 1
+        self.history.append((self.epoch, members))
+        if len(self.history) > HISTORY_LIMIT:
+            del self.history[0]
+        self._owners.clear()
+        return True
+
+    def confirm(self, instance: str, applied_epoch: int) -> None:
+        """A member's heartbeat said it has applied `applied_epoch`."""
+        if applied_epoch > self.confirmed.get(instance, -1):
+            self.confirmed[instance] = applied_epoch
+
+    # -- questions ------------------------------------------------------------------------------
+    def member_by_instance(self, instance: str) -> Member | None:
+        for member in self.members.values():
+            if member.instance == instance:
+                return member
+        return None
+
+    def free_node_id(self) -> int:
+        node = 0
+        while node in self.members:
+            node += 1
+        return node
+
+    def owner(self, key: str) -> tuple[Member | None, int]:
+        """(owner, leader epoch) of a partition key; (None, -1) when there are no members."""
+        cached = self._owners.get(key)
+        if cached is not None:
+            return cached
+        result = self._compute_owner(key)
+        self._owners[key] = result
+        return result
+
+    def _compute_owner(self, key: str) -> tuple[Member | None, int]:
+        if not self.members:
+            return None, -1
+        owner = self.members[owner_id(self.members, key)]
+        since = self.history[-1][0]
+        for epoch, members in reversed(self.history[:-1]):
+            if not members or members[owner_id(members, key)] != owner:
+                break
+            since = epoch
+        return owner, since
+
+    def confirmed_by_others(self, instance: str) -> int:
+        """The highest epoch every member other than `instance` has applied."""
+        lowest = self.epoch
+        for member in self.members.values():
+            if member.instance != instance:
+                lowest = min(lowest, self.confirmed.get(member.instance, -1))
+        return lowest
