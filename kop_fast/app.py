@@ -18,6 +18,7 @@ import uvloop
 
 from kop_fast.allocator import tune_allocator
 from kop_fast.config import Settings
+from kop_fast.data_dir import DataDirInUse, lock_data_dir
 from kop_fast.embedded import EmbeddedPulsar, EmbeddedPulsarError
 from kop_fast.logs import setup_logging
 
@@ -29,6 +30,11 @@ GC_GEN0_THRESHOLD = 20_000
 def run(settings: Settings) -> int:
     setup_logging(settings.log_level, settings.log_format)
     tune_allocator(cache_bytes=settings.read_cache_mb << 20)
+    try:
+        data_dir_lock = lock_data_dir(settings.data_dir)  # held until the process exits
+    except (DataDirInUse, OSError) as exc:
+        fatal(settings, str(exc))
+        return 1
     embedded = None
     pulsar_url = settings.pulsar_url
     if pulsar_url is None:
@@ -50,6 +56,7 @@ def run(settings: Settings) -> int:
         if embedded is not None:
             embedded.stop()
             log.info("embedded pulsar-lite stopped")
+        data_dir_lock.close()
 
 
 def _import_server() -> None:

@@ -174,6 +174,27 @@ async def close_quietly(bridge: CompletionBridge, handle, timeout: float = 5.0) 
         pass
 
 
+KEEP_SUBSCRIPTION = "__kop_fast_keep"
+
+
+async def keep_every_message(client, bridge: CompletionBridge, topic: str) -> None:
+    """Make sure a log that is replayed from its first message keeps all of them.
+
+    Readers are not subscriptions: a Pulsar broker may delete messages that no
+    subscription still needs (namespace retention 0, the default). A durable
+    subscription that never acknowledges anything, created at the earliest
+    message, keeps them; it is made once (later calls find it) and holds no consumer.
+    """
+    conf = _pulsar.ConsumerConfiguration()
+    conf.consumer_type(_pulsar.ConsumerType.Shared)
+    conf.subscription_initial_position(_pulsar.InitialPosition.Earliest)
+    conf.receiver_queue_size(1)
+    fut, cb = bridge.value_future()
+    client.subscribe_async_v2(topic, KEEP_SUBSCRIPTION, conf, cb)
+    consumer = await fut
+    await close_quietly(bridge, consumer)
+
+
 def _ignore(*_args) -> None:
     pass
 

@@ -28,6 +28,7 @@ from kop_fast.storage.pulsar.bridge import (
     PulsarError,
     close_quietly,
     id_position,
+    keep_every_message,
 )
 
 log = logging.getLogger("kop_fast.cluster")
@@ -60,6 +61,7 @@ class PulsarClusterLog:
     async def start(self, on_change: Callable[[dict], None], on_heartbeat: Callable[[dict], None]) -> None:
         """Replay every change written so far into `on_change`, then follow both topics."""
         self._on_change = on_change
+        await keep_every_message(self._client, self._bridge, self.changes_topic)
         self._change_producer = await self._producer(self.changes_topic, CHANGE_SEND_TIMEOUT_MS)
         self._heartbeat_producer = await self._producer(self.heartbeats_topic, HEARTBEAT_SEND_TIMEOUT_MS)
         heartbeats = await self._reader(self.heartbeats_topic, _pulsar.MessageId.latest)

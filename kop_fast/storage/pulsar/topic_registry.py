@@ -46,6 +46,7 @@ from kop_fast.storage.pulsar.bridge import (
     close_quietly,
     has_message_available,
     id_position,
+    keep_every_message,
 )
 
 log = logging.getLogger("kop_fast.topics")
@@ -91,6 +92,7 @@ class TopicRegistry:
         self._waiters: list[tuple[tuple, asyncio.Future]] = []
 
     async def start(self) -> None:
+        await keep_every_message(self._client, self._bridge, self.topic)
         conf = _pulsar.ProducerConfiguration()
         conf.batching_enabled(False)
         conf.send_timeout_millis(30000)
