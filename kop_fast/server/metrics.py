@@ -179,6 +179,17 @@ class _StateCollector:
         for state, n in sorted(by_state.items()):
             family.add_metric((state,), n)
         yield family
+        family = GaugeMetricFamily("kop_fast_storage_handles", "what this process holds open in the storage, by kind",
+                                   labels=("kind",))
+        for kind, n in sorted(node.storage.resources().items()):
+            family.add_metric((kind,), n)
+        yield family
+        cluster = node.cluster
+        if cluster is not None:
+            yield GaugeMetricFamily("kop_fast_cluster_members", "live proxies in this proxy's cluster view",
+                                    value=len(cluster.view.members))
+            yield GaugeMetricFamily("kop_fast_cluster_epoch", "membership changes applied (the view's epoch)",
+                                    value=cluster.view.epoch)
         yield CounterMetricFamily("kop_fast_rebalances", "group rebalances started (into PreparingRebalance)",
                                   value=COUNTERS.rebalances)
         yield self._lag(groups)

@@ -233,6 +233,9 @@ class Storage(Protocol):
         """The Kafka cluster id of every proxy on this engine: kept by the engine, the
         first one proposed wins (so it survives restarts and is the same everywhere)."""
 
+    def resources(self) -> dict[str, int]:
+        """What this process holds open in the engine, by kind (metrics; leak checks)."""
+
     def partition_name(self, topic: TopicInfo, index: int) -> str:
         """The partition's name, unique in the engine: `partition_log(topic, index).name`,
         without opening anything (placement keys)."""

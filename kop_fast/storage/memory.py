@@ -278,6 +278,9 @@ class MemoryStorage:
             self.engine.cluster_id = proposed
         return self.engine.cluster_id
 
+    def resources(self) -> dict[str, int]:
+        return {"partition_logs": len(self.engine.partitions)}
+
     def partition_name(self, topic: TopicInfo, index: int) -> str:
         return f"{topic.name}-{index}"
 

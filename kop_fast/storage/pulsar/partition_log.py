@@ -287,6 +287,10 @@ class PulsarPartitionLog:
             if reader.position == offset and not reader.leased:
                 reader.skip_to(after)
 
+    def handle_counts(self) -> tuple[int, int]:
+        """(open producers, open tail readers) of this partition (metrics)."""
+        return int(self._producer.is_open), len(self._readers)
+
     async def close_idle_readers(self, now: float) -> None:
         idle = [r for r in self._readers if not r.leased and now - r.last_used > READER_IDLE_S]
         for reader in idle:

@@ -130,6 +130,10 @@ class PartitionProducer:
         self.client.create_producer_async_v2(self.topic, conf, cb)
         return await fut
 
+    @property
+    def is_open(self) -> bool:
+        return self._producer is not None
+
     def reset(self) -> None:
         """Forget the producer after a failure; the next append makes a new one."""
         producer, self._producer = self._producer, None

@@ -120,6 +120,14 @@ class PulsarStorage:
         self.client.get_topic_partitions_async(self.topics.topic, cb)
         await fut
 
+    def resources(self) -> dict[str, int]:
+        producers = readers = 0
+        for partition in self._partitions.values():
+            p, r = partition.handle_counts()
+            producers += p
+            readers += r
+        return {"partition_logs": len(self._partitions), "producers": producers, "readers": readers}
+
     # -- partitions -----------------------------------------------------------------------------
     def partition_name(self, topic: TopicInfo, index: int) -> str:
         return partition_topic(topic.storage_name, index, topic.partitioned)
