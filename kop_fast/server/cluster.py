@@ -37,6 +37,7 @@ log = logging.getLogger("kop_fast.cluster")
 HEARTBEAT_S = 1.0
 LEASE_S = 6.0  # the others expire a member after this long without its heartbeat
 SELF_LEASE_S = 4.0  # a member stops serving this long after its last heartbeat Pulsar took
+HEARING_S = 3.0  # this proxy hears the others only if it heard itself this recently
 HANDOVER_DRAIN_S = 3.0  # how long lost partitions' in-flight writes may take before confirming
 OFFSETS_KEY_PREFIX = "__consumer_offsets#"
 
@@ -249,10 +250,15 @@ class ClusterMembership:
             log.info("joined the cluster again as node %d", self.me.node_id)
 
     async def _expiries(self) -> None:
-        """Expire members not heard for LEASE_S (every member does this; the log dedupes)."""
+        """Expire members not heard for LEASE_S (every member does this; the log dedupes).
+
+        Only while this proxy hears its own heartbeats: if it does not, its reader (or its
+        link to Pulsar) is what is broken, not the others."""
         while not self._leaving:
             await asyncio.sleep(HEARTBEAT_S / 2)
             now = time.monotonic()
+            if now - self._heard.get(self.instance, 0.0) > HEARING_S:
+                continue
             for member in list(self.view.members.values()):
                 if member.instance == self.instance:
                     continue

@@ -35,6 +35,12 @@ log = logging.getLogger("kop_fast.cluster")
 
 CHANGE_SEND_TIMEOUT_MS = 10_000
 HEARTBEAT_SEND_TIMEOUT_MS = 3_000
+# Every proxy reads its own heartbeat each second: this long without any heartbeat means the
+# reader is stalled (pulsar-lite stalls readers now and then), so it is replaced.
+HEARTBEAT_READER_STALL_S = 3.0
+# A change this process wrote and its reader has not delivered after this long: replace the
+# changes reader (from after the last change applied).
+CHANGE_READER_STALL_S = 5.0
 _MARKER = "replay"
 
 
@@ -64,11 +70,11 @@ class PulsarClusterLog:
         await keep_every_message(self._client, self._bridge, self.changes_topic)
         self._change_producer = await self._producer(self.changes_topic, CHANGE_SEND_TIMEOUT_MS)
         self._heartbeat_producer = await self._producer(self.heartbeats_topic, HEARTBEAT_SEND_TIMEOUT_MS)
-        heartbeats = await self._reader(self.heartbeats_topic, _pulsar.MessageId.latest)
-        changes = await self._reader(self.changes_topic, _pulsar.MessageId.earliest)
-        self._tasks.append(asyncio.create_task(self._follow(changes, self._apply_change), name="cluster-changes"))
-        self._tasks.append(asyncio.create_task(
-            self._follow(heartbeats, lambda msg: _deliver(on_heartbeat, msg)), name="cluster-heartbeats"))
+        self._on_heartbeat = on_heartbeat
+        self._changes_reader = await self._reader(self.changes_topic, _pulsar.MessageId.earliest)
+        self._last_change_id = None
+        self._tasks.append(asyncio.create_task(self._follow_changes(), name="cluster-changes"))
+        self._tasks.append(asyncio.create_task(self._follow_heartbeats(), name="cluster-heartbeats"))
         await self.append_change({"op": _MARKER})
 
     async def close(self) -> None:
@@ -91,10 +97,14 @@ class PulsarClusterLog:
         """Persist a change; returns once this process has applied it (and everything before it)."""
         message_id = await self._send(self._change_producer, change)
         position = id_position(message_id)
-        if self._dedup.last < position:
+        while self._dedup.last < position:
             waiter = asyncio.get_running_loop().create_future()
             self._waiters.append((position, waiter))
-            await waiter
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), CHANGE_READER_STALL_S)
+            except asyncio.TimeoutError:
+                log.warning("the reader of %s is stalled; replacing it", self.changes_topic)
+                await self._replace_changes_reader()
 
     async def publish_heartbeat(self, heartbeat: dict) -> None:
         """Persist a heartbeat (raises PulsarError when Pulsar did not take it in time)."""
@@ -120,6 +130,11 @@ class PulsarClusterLog:
         self._handles.append(reader)
         return reader
 
+    async def _drop(self, handle) -> None:
+        if handle in self._handles:
+            self._handles.remove(handle)
+        await close_quietly(self._bridge, handle)
+
     async def _send(self, producer, record: dict):
         builder = _pulsar.MessageBuilder()
         builder.content(orjson.dumps(record))
@@ -127,22 +142,59 @@ class PulsarClusterLog:
         producer.send_async(builder.build(), cb)
         return await fut
 
-    async def _follow(self, reader, apply: Callable) -> None:
+    async def _read(self, reader, timeout: float | None = None):
+        fut, cb = self._bridge.result_future()
+        reader.read_next_async(cb)
+        return await asyncio.wait_for(fut, timeout)
+
+    async def _follow_changes(self) -> None:
         while True:
-            fut, cb = self._bridge.result_future()
-            reader.read_next_async(cb)
+            reader = self._changes_reader
             try:
-                message = await fut
+                message = await self._read(reader)
             except PulsarError as exc:
-                log.warning("reading %s failed (%s); retrying", reader.topic(), exc)
+                if reader is self._changes_reader:  # (a replaced reader fails when it is closed)
+                    log.warning("reading %s failed (%s); retrying", self.changes_topic, exc)
+                    await asyncio.sleep(0.5)
+                continue
+            if reader is self._changes_reader:  # not from a reader replaced meanwhile
+                self._apply_change(message)
+
+    async def _replace_changes_reader(self) -> None:
+        old = self._changes_reader
+        start = self._last_change_id if self._last_change_id is not None else _pulsar.MessageId.earliest
+        self._changes_reader = await self._reader(self.changes_topic, start)
+        await self._drop(old)
+
+    async def _follow_heartbeats(self) -> None:
+        reader = None
+        while True:
+            if reader is None:
+                try:
+                    reader = await self._reader(self.heartbeats_topic, _pulsar.MessageId.latest)
+                except PulsarError as exc:
+                    log.warning("cannot read %s (%s); retrying", self.heartbeats_topic, exc)
+                    await asyncio.sleep(1)
+                    continue
+            try:
+                message = await self._read(reader, HEARTBEAT_READER_STALL_S)
+            except asyncio.TimeoutError:
+                log.info("no heartbeat read from %s for %.0f s; replacing the reader",
+                         self.heartbeats_topic, HEARTBEAT_READER_STALL_S)
+                await self._drop(reader)
+                reader = None
+                continue
+            except PulsarError as exc:
+                log.warning("reading %s failed (%s); retrying", self.heartbeats_topic, exc)
                 await asyncio.sleep(0.5)
                 continue
-            apply(message)
+            _deliver(self._on_heartbeat, message)
 
     def _apply_change(self, message) -> None:
         position = id_position(message.message_id())
         if not self._dedup.fresh_position(position):
             return  # pulsar-lite may deliver a message again
+        self._last_change_id = message.message_id()
         _deliver(self._on_change, message)
         remaining = []
         for wanted, waiter in self._waiters:
