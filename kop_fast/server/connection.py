@@ -72,13 +72,14 @@ class RequestContext:
 
 
 class _Slot:
-    __slots__ = ("parts", "ready", "request_size", "started")
+    __slots__ = ("parts", "ready", "request_size", "started", "api_key")
 
     def __init__(self, request_size: int = 0) -> None:
         self.parts: list | None = None
         self.ready = False
         self.request_size = request_size
         self.started = 0.0  # when it was dispatched, with --metrics-listen only
+        self.api_key = -1
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
@@ -293,7 +294,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
             slot.parts = self._encode(ctx.header, response)
         slot.ready = True
         if slot.started:
-            self.node.metrics.completed(ctx.header.api_key, slot.started, response)
+            slot.api_key = ctx.header.api_key
+            slot.started = self.node.metrics.completed(slot.api_key, slot.started, response)
         self._write_ready()
 
     def _encode(self, header: RequestHeader, response) -> list:
@@ -319,6 +321,8 @@ class KafkaConnection(asyncio.BufferedProtocol):
         while slots and slots[0].ready:
             slot = slots.popleft()
             self._inflight_bytes -= slot.request_size
+            if slot.started:  # ready since then, behind earlier responses
+                self.node.metrics.written(slot.api_key, slot.started)
             if slot.parts:
                 out.extend(slot.parts)
         if out and not self._closed:

@@ -52,6 +52,11 @@ class Metrics:
         self._seconds = Histogram("kop_fast_request_seconds",
                                   "request handling time, from dispatch to the response ready to be written",
                                   ("api",), buckets=LATENCY_BUCKETS, registry=registry)
+        self._queued = Histogram("kop_fast_response_queue_seconds",
+                                 "time a ready response waits behind earlier responses of its connection "
+                                 "(Kafka answers in request order); requests are dispatched as soon as their "
+                                 "frame is read, so there is no request queue", ("api",),
+                                 buckets=LATENCY_BUCKETS, registry=registry)
         self._bytes_in = Counter("kop_fast_bytes_in", "record batch bytes stored by Produce", ("topic",),
                                  registry=registry)
         self._records_in = Counter("kop_fast_records_in", "records stored by Produce", ("topic",),
@@ -61,6 +66,7 @@ class Metrics:
         registry.register(_StateCollector(node))
         self._request_children: dict[tuple[int, int], object] = {}
         self._latency_children: dict[int, object] = {}
+        self._queue_children: dict[int, object] = {}
         self._error_children: dict[tuple[int, int], object] = {}
         self._in_children: dict[str, tuple[object, object]] = {}
         self._out_children: dict[str, object] = {}
@@ -75,16 +81,25 @@ class Metrics:
         child.inc()
         return time.perf_counter()
 
-    def completed(self, api_key: int, started: float, response) -> None:
+    def completed(self, api_key: int, started: float, response) -> float:
         """Its response is ready: the handling time, and the error codes in a kio response
-        (pre-encoded responses report theirs through `error`)."""
+        (pre-encoded responses report theirs through `error`). Returns the time it was ready."""
         child = self._latency_children.get(api_key)
         if child is None:
             child = self._latency_children[api_key] = self._seconds.labels(self._api_name(api_key))
-        child.observe(time.perf_counter() - started)
+        now = time.perf_counter()
+        child.observe(now - started)
         if response is not None and is_dataclass(response):
             for code in _error_codes(response, _NESTING):
                 self.error(api_key, code)
+        return now
+
+    def written(self, api_key: int, ready: float) -> None:
+        """A ready response left for the socket: how long it queued behind earlier ones."""
+        child = self._queue_children.get(api_key)
+        if child is None:
+            child = self._queue_children[api_key] = self._queued.labels(self._api_name(api_key))
+        child.observe(time.perf_counter() - ready)
 
     def error(self, api_key: int, code: int) -> None:
         key = (api_key, int(code))

@@ -86,6 +86,9 @@ def test_requests_records_errors_groups_and_lag_are_counted():
             assert s[("kop_fast_request_errors_total", (("api", "produce"), ("error", "request_timed_out")))] == 1
             assert s[("kop_fast_request_errors_total", (("api", "fetch"), ("error", "offset_out_of_range")))] == 1
             assert s[("kop_fast_request_seconds_count", (("api", "produce"),))] == 2
+            assert s[("kop_fast_response_queue_seconds_count", (("api", "produce"),))] == 2
+            assert s[("kop_fast_cluster_members", ())] == 1
+            assert s[("kop_fast_storage_handles", (("kind", "partition_logs"),))] >= 1
             assert s[("kop_fast_rebalances_total", ())] >= rebalances + 1
             assert s[("kop_fast_up", ())] == 1
 
