@@ -298,10 +298,15 @@ def wait_partitions(bootstrap: str, topic: str, partitions: int, timeout: float 
 class KopFast(System):
     protocol = "kafka"
 
-    def __init__(self, workdir: Path, entry_format: str, tree: str | None = None) -> None:
+    def __init__(self, workdir: Path, entry_format: str, tree: str | None = None, metrics: bool = False) -> None:
         self.entry_format = entry_format
         self.name = f"kop-fast-{entry_format}"
         self.label = f"kop-fast ({entry_format} entries)"
+        # `kop-fast-kafka@metrics`: this checkout with --metrics-listen (what counting costs).
+        self.metrics = metrics
+        if metrics:
+            self.name += f"@{METRICS_VARIANT}"
+            self.label += " with metrics"
         # Another checkout of kop_fast (`--tree LABEL=PATH`): the same system, that code.
         self.tree = tree
         if tree is not None:
@@ -329,7 +334,8 @@ class KopFast(System):
         self._start_on_free_port(
             lambda port: [sys.executable, "-m", module, "serve", "--listen", f"127.0.0.1:{port}",
                           "--data-dir", str(self.data_dir), "--entry-format", self.entry_format,
-                          "--log-level", "warning"], env=env)
+                          "--log-level", "warning",
+                          *(["--metrics-listen", f"127.0.0.1:{free_port()}"] if self.metrics else [])], env=env)
         pid_file = self.data_dir / "pulsar-lite.pid"
         try:
             self.pulsar_pid = int(pid_file.read_text().strip())
@@ -467,9 +473,13 @@ def tree_label(path: str) -> str:
     return next(label for label, p in trees().items() if p == path)
 
 
+METRICS_VARIANT = "metrics"  # kop-fast-*@metrics: no other checkout, the same one with --metrics-listen
+
+
 def is_system(name: str) -> bool:
     base, _, label = name.partition("@")
-    return base in ALL_SYSTEMS and (not label or (base.startswith("kop-fast-") and label in trees()))
+    return base in ALL_SYSTEMS and (not label or (base.startswith("kop-fast-") and
+                                                  (label in trees() or label == METRICS_VARIANT)))
 
 
 def make_system(name: str, workdir: Path) -> System:
@@ -477,6 +487,8 @@ def make_system(name: str, workdir: Path) -> System:
     if label:
         if not is_system(name):
             raise ValueError(f"unknown system {name!r}: --tree {label}=PATH names no checkout")
+        if label == METRICS_VARIANT:
+            return KopFast(workdir, base.removeprefix("kop-fast-"), metrics=True)
         return KopFast(workdir, base.removeprefix("kop-fast-"), tree=trees()[label])
     if name == "kop-fast-kafka":
         return KopFast(workdir, "kafka")
@@ -491,6 +503,8 @@ def make_system(name: str, workdir: Path) -> System:
 
 def describe(name: str) -> str:
     base, _, label = name.partition("@")
+    if label == METRICS_VARIANT:
+        return f"{describe(base)}, with --metrics-listen"
     if label:
         return f"{describe(base)}, the checkout {trees()[label]}"
     return {"kop-fast-kafka": "kop-fast, --entry-format kafka",
