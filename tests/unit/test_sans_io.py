@@ -10,7 +10,7 @@ from pathlib import Path
 import kop_fast
 
 PACKAGE = Path(kop_fast.__file__).parent
-SANS_IO = ["protocol/*.py", "protocol/extra_schemas/*.py", "coordinator/*.py", "codec.py", "_codec_py.py", "_codec.pyx", "_codec_*.pxi", "config.py",
+SANS_IO = ["protocol/*.py", "protocol/extra_schemas/*.py", "coordinator/*.py", "cluster/*.py", "codec.py", "_codec_py.py", "_codec.pyx", "_codec_*.pxi", "config.py",
            "producer_state.py", "pulsar_payload.py",
            "storage/pulsar/naming.py"]
 IO_MODULES = {"asyncio", "uvloop", "pulsar", "_pulsar", "socket", "selectors", "threading", "subprocess"}
