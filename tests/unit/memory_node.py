@@ -23,11 +23,12 @@ TIME_LIMIT_S = 30
 
 
 @contextlib.asynccontextmanager
-async def memory_node(**flags):
-    """A listening node on a fresh MemoryStorage: yields (node, "host:port"); always stopped."""
+async def memory_node(engine=None, **flags):
+    """A listening node on a fresh MemoryStorage (on `engine`, shared with other nodes, when
+    given: they form one cluster): yields (node, "host:port"); always stopped."""
     settings = build_settings({"listen": "127.0.0.1:0", "group_initial_rebalance_delay_ms": 0,
                                "group_min_session_timeout_ms": 100, **flags}, environ={})
-    storage = MemoryStorage()
+    storage = MemoryStorage(engine)
     await storage.start()
     node = KafkaNode(settings, storage, "memory-cluster")
     [(host, port)] = await node.start()
