@@ -18,9 +18,12 @@ members is one epoch.
 
 A partition's leader epoch is the epoch at which its current owner got it, so it
 grows on every move and stays put otherwise. `confirmed` holds the epoch each
-member reports (in its heartbeats) to have applied: a member serves a partition
-it gained at epoch E only once every other member has applied E, i.e. has
-stopped serving it.
+member reports (in its heartbeats) to have applied. A member serves a partition
+it got only once it is `handed_over`: every earlier owner that is still a member
+has applied the epoch at which it lost the partition, i.e. has stopped serving
+it (earlier owners that left or were expired have stopped by the lease rule).
+Only a partition's own previous owners are waited for, so a newcomer, or a dead
+member not expired yet, holds up nothing it did not own.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class ClusterView:
         self.history: list[tuple[int, dict[int, Member]]] = [(0, {})]
         self.confirmed: dict[str, int] = {}  # instance -> epoch it has applied
         self._owners: dict[str, tuple[Member | None, int]] = {}  # key -> (owner, leader epoch)
+        self._handed_over: set[str] = set()  # keys found handed over in this epoch (stays true)
 
     # -- changes --------------------------------------------------------------------------------
     def apply(self, change: dict) -> bool:
@@ -83,6 +87,7 @@ class ClusterView:
         if len(self.history) > HISTORY_LIMIT:
             del self.history[0]
         self._owners.clear()
+        self._handed_over.clear()
         return True
 
     def confirm(self, instance: str, applied_epoch: int) -> None:
@@ -123,10 +128,22 @@ class ClusterView:
             since = epoch
         return owner, since
 
-    def confirmed_by_others(self, instance: str) -> int:
-        """The highest epoch every member other than `instance` has applied."""
-        lowest = self.epoch
-        for member in self.members.values():
-            if member.instance != instance:
-                lowest = min(lowest, self.confirmed.get(member.instance, -1))
-        return lowest
+    def handed_over(self, key: str) -> bool:
+        """Every earlier owner of `key` that is still a member has applied the epoch at which it
+        lost it (so none of them serves it any more)."""
+        if key in self._handed_over:
+            return True
+        floor = min((self.confirmed.get(m.instance, -1) for m in self.members.values()), default=self.epoch)
+        owner, _ = self.owner(key)
+        later_owner, later_epoch = owner, self.history[-1][0]
+        for epoch, members in reversed(self.history[:-1]):
+            if later_epoch <= floor:
+                break  # every member has applied this far: earlier owners stopped long ago
+            previous = members[owner_id(members, key)] if members else None
+            if previous is not None and previous != later_owner:
+                current = self.members.get(previous.node_id)
+                if current == previous and self.confirmed.get(previous.instance, -1) < later_epoch:
+                    return False  # it may still serve the partition it lost at later_epoch
+            later_owner, later_epoch = previous, epoch
+        self._handed_over.add(key)
+        return True

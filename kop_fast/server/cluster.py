@@ -63,9 +63,9 @@ class ClusterMembership:
         self._joined_as = -1  # the node id this proxy joined as (kept when it is expired)
         self._log: ClusterLog | None = None
         self._lease_until = 0.0
-        self._confirmed = 0  # what every other member has applied (view.confirmed_by_others)
         self._applied = 0  # the epoch this proxy has applied, lost partitions drained
         self._heard: dict[str, float] = {}  # instance -> monotonic time of its last heartbeat
+        self._deaf_until = 0.0  # when this proxy last started hearing again after a gap
         self._leaving = False
         self._tasks: list[asyncio.Task] = []
         self._changed = asyncio.Event()
@@ -90,9 +90,9 @@ class ClusterMembership:
 
     def serving(self, key: str) -> bool:
         """This proxy may write the partition now (owner, handed over, lease held)."""
-        owner, epoch = self.view.owner(key)
-        return (owner is self.me and owner is not None and epoch <= self._confirmed and not self._leaving
-                and time.monotonic() < self._lease_until)
+        owner, _ = self.view.owner(key)
+        return (owner is self.me and owner is not None and not self._leaving
+                and time.monotonic() < self._lease_until and self.view.handed_over(key))
 
     def members(self) -> list[Member]:
         return sorted(self.view.members.values(), key=lambda m: m.node_id)
@@ -182,7 +182,6 @@ class ClusterMembership:
             if self.me is None and not self._leaving:
                 log.warning("this proxy was removed from the cluster (%s); serving nothing until it rejoins",
                             change["op"])
-        self._recompute_confirmed()
         self._changed.set()
 
     def _on_heartbeat(self, heartbeat: dict) -> None:
@@ -191,12 +190,13 @@ class ClusterMembership:
             applied = int(heartbeat["applied"])
         except (KeyError, TypeError, ValueError):
             return
-        self._heard[instance] = time.monotonic()
+        now = time.monotonic()
+        if instance == self.instance and now - self._heard.get(instance, now) > HEARING_S:
+            # This proxy was deaf (frozen, or its reader stalled and was replaced): what it
+            # last heard of the others is stale, not a sign that they are silent.
+            self._deaf_until = now
+        self._heard[instance] = now
         self.view.confirm(instance, applied)
-        self._recompute_confirmed()
-
-    def _recompute_confirmed(self) -> None:
-        self._confirmed = self.view.confirmed_by_others(self.instance)
 
     # -- tasks ----------------------------------------------------------------------------------
     async def _heartbeat(self) -> None:
@@ -254,15 +254,19 @@ class ClusterMembership:
 
         Only while this proxy hears its own heartbeats: if it does not, its reader (or its
         link to Pulsar) is what is broken, not the others."""
+        tick = time.monotonic()
         while not self._leaving:
             await asyncio.sleep(HEARTBEAT_S / 2)
             now = time.monotonic()
+            if now - tick > HEARING_S:
+                self._deaf_until = now  # this loop itself was stalled (a frozen process)
+            tick = now
             if now - self._heard.get(self.instance, 0.0) > HEARING_S:
                 continue
             for member in list(self.view.members.values()):
                 if member.instance == self.instance:
                     continue
-                heard = self._heard.get(member.instance, now)
+                heard = max(self._heard.get(member.instance, now), self._deaf_until)
                 if now - heard > LEASE_S:
                     self._heard[member.instance] = now  # don't write it again every tick
                     log.warning("node %d (%s:%d) silent for %.1f s: expiring it", member.node_id,

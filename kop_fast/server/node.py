@@ -39,6 +39,10 @@ class KafkaNode:
         self.connections: set[KafkaConnection] = set()
         self.producer_state = ProducerStateTable()
         self.producer_recovery = ProducerRecovery(self.producer_state)
+        # Appends handed to the storage and not yet settled: a new cluster epoch is confirmed
+        # only after the ones under way when it arrived have settled (a partition that moved
+        # away must have no write of ours still landing when its new owner starts).
+        self.inflight_appends: set[asyncio.Future] = set()
         self.group_coordinator = GroupCoordinator(settings, storage)
         self._servers: list[asyncio.Server] = []
         # Joined in start(), once the advertised address is known.
@@ -85,10 +89,16 @@ class KafkaNode:
         except BaseException:
             await self.stop()
             raise
+        self.cluster.listeners.append(self._settle_appends)
         self.group_coordinator.attach(self.cluster)
         self.producer_recovery.attach(self.cluster)
         start_sweeping(self)  # retention.ms overrides, enforced by this process
         return bound
+
+    def _settle_appends(self):
+        if self.inflight_appends:
+            return asyncio.wait(list(self.inflight_appends))
+        return None
 
     async def _start_metrics(self, host: str, port: int) -> None:
         from kop_fast.server.metrics import Metrics, MetricsServer  # prometheus-client only when asked

@@ -72,14 +72,36 @@ def test_a_clashing_node_id_is_refused_and_late_removals_do_nothing():
     assert view.owner(KEYS[0]) == (None, -1)
 
 
-def test_others_confirm_an_epoch_through_their_heartbeats():
-    view = view_of(join(0, "a", 1), join(1, "b", 2), join(2, "c", 3))
-    assert view.confirmed_by_others("a") == -1
-    view.confirm("b", 3)
-    assert view.confirmed_by_others("a") == -1
-    view.confirm("c", 2)
-    assert view.confirmed_by_others("a") == 2
-    view.confirm("c", 1)  # never backwards
-    assert view.confirmed_by_others("a") == 2
-    view.apply({"op": "expire", "node": 2, "instance": "c"})
-    assert view.confirmed_by_others("a") == 3  # the expired member is not waited for
+def test_a_partition_is_handed_over_once_its_previous_owner_confirmed_the_move():
+    view = view_of(join(0, "a", 1), join(1, "b", 2))
+    view.confirm("a", 2)
+    view.confirm("b", 2)
+    view.apply(join(2, "c", 3))  # epoch 3: c takes some of a's and b's partitions
+    moved_from_a = [k for k in KEYS if view.owner(k)[0].instance == "c" and view_of(
+        join(0, "a", 1), join(1, "b", 2)).owner(k)[0].instance == "a"]
+    moved_from_b = [k for k in KEYS if view.owner(k)[0].instance == "c" and k not in moved_from_a]
+    stayed = [k for k in KEYS if view.owner(k)[0].instance != "c"]
+    assert moved_from_a and moved_from_b and stayed
+    assert all(view.handed_over(k) for k in stayed)  # nobody waits for the newcomer
+    assert not any(view.handed_over(k) for k in moved_from_a + moved_from_b)
+    view.confirm("a", 3)
+    assert all(view.handed_over(k) for k in moved_from_a)
+    assert not any(view.handed_over(k) for k in moved_from_b)  # b has not confirmed yet
+    view.confirm("b", 2)  # never backwards, never enough
+    assert not any(view.handed_over(k) for k in moved_from_b)
+    view.apply({"op": "expire", "node": 1, "instance": "b"})  # gone: its lease ran out
+    assert all(view.handed_over(k) for k in KEYS)
+
+
+def test_a_quick_succession_of_moves_waits_for_every_earlier_owner():
+    view = view_of(join(0, "a", 1))
+    view.confirm("a", 1)
+    view.apply(join(1, "b", 2))  # epoch 2: b takes some of a's
+    view.apply(join(2, "c", 3))  # epoch 3: c takes some of a's and b's
+    via_b = [k for k in KEYS if view.owner(k)[0].instance == "c" and view.history[-2][1][owner_id(
+        view.history[-2][1], k)].instance == "b" and view.history[-3][1][owner_id(view.history[-3][1], k)].instance == "a"]
+    assert via_b
+    view.confirm("b", 3)  # b stopped, but a may still serve what it lost at epoch 2
+    assert not any(view.handed_over(k) for k in via_b)
+    view.confirm("a", 2)
+    assert all(view.handed_over(k) for k in via_b)

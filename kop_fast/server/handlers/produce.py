@@ -75,11 +75,14 @@ def _store(node, info, index: int, records) -> asyncio.Future | tuple[ErrorCode,
         return _SEQUENCE_ERRORS[check], -1
     handle = producers.begin(partition.name, producer_id, producer_epoch, base_sequence, count)
     stored = partition.append_batch(records, count)
+    inflight = node.inflight_appends
+    inflight.add(stored)
     result = asyncio.get_running_loop().create_future()
     metrics = node.metrics
     size = len(records)  # the callback must not hold `records`, a view that pins the request frame
 
     def done(fut: asyncio.Future) -> None:
+        inflight.discard(fut)
         exc = fut.exception()
         if exc is not None:
             producers.forget(partition.name, producer_id)
