@@ -50,6 +50,16 @@ _SERVE_OPTIONS = (
      "(default: the id kept in Pulsar)"),
     ("--max-request-size", "BYTES",
      "largest request accepted; larger closes the connection (default 100 MiB)"),
+    ("--max-connections", "N",
+     "open client connections at most; one more is closed at once (default 10000)"),
+    ("--max-connections-per-ip", "N",
+     "open client connections from one IP address at most (Kafka's max.connections.per.ip; default 1000)"),
+    ("--connections-max-idle-ms", "MS",
+     "close a connection that sends nothing for this long (Kafka's connections.max.idle.ms; "
+     "0 never; default 600000)"),
+    ("--max-pending-produce-bytes", "BYTES",
+     "Produce bytes awaiting the storage across all connections; at the bound, producing "
+     "connections stop being read until it drops (default 256 MiB)"),
     ("--offsets-topic", "TOPIC",
      "Pulsar topic of committed offsets and group state (default persistent://public/kafka/__consumer_offsets)"),
     ("--offsets-topic-num-partitions", "N",

@@ -178,6 +178,18 @@ class Settings:
     node_id: int | None = None  # None: the lowest id free in the cluster
     cluster_id: str | None = None
     max_request_size: int = 100 * 1024 * 1024
+    # Kafka's max.connections and max.connections.per.ip (both unbounded there). A connection
+    # over either is closed at once. Each open connection costs a file descriptor and a few
+    # KB of memory (its receive buffer's pages only as they are used).
+    max_connections: int = 10_000
+    max_connections_per_ip: int = 1_000
+    # Kafka's connections.max.idle.ms: a connection that sends nothing for this long and
+    # has nothing in flight is closed; 0 never closes one.
+    connections_max_idle_ms: int = 600_000
+    # Produce request bytes handed to the storage whose receipts are not in yet, summed over
+    # all connections; at the bound, connections that send Produce stop being read until
+    # it drops (the per-connection bounds in server/connection.py stay).
+    max_pending_produce_bytes: int = 256 * 1024 * 1024
     log_level: str = "info"
     log_format: str = "text"
     offsets_topic: str = "persistent://public/kafka/__consumer_offsets"
@@ -208,6 +220,10 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "node_id": _non_negative_int("node-id"),
     "cluster_id": lambda v: str(v),
     "max_request_size": _positive_int("max-request-size"),
+    "max_connections": _positive_int("max-connections"),
+    "max_connections_per_ip": _positive_int("max-connections-per-ip"),
+    "connections_max_idle_ms": _non_negative_int("connections-max-idle-ms"),
+    "max_pending_produce_bytes": _positive_int("max-pending-produce-bytes"),
     "log_level": _choice("log-level", ("debug", "info", "warning", "error", "critical")),
     "log_format": _choice("log-format", ("text", "json")),
     "offsets_topic": _persistent_topic("offsets-topic"),

@@ -16,6 +16,11 @@ ApiVersions v3+). The opening line waits for the ApiVersions request that Kafka
 clients send first (`identify`, called by its handler), so nothing is added to
 the path of other requests; a connection closed without one (a port probe) logs
 at DEBUG only.
+
+The node's limits (`server/limits.py`) are checked when a connection opens (over
+--max-connections or --max-connections-per-ip: closed at once), by a periodic idle
+sweep, and for Produce only on the request path (an integer add and compare: at
+--max-pending-produce-bytes the connection stops reading, as with its own bounds).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import mmap
 import time
 from collections import deque
 
@@ -53,6 +59,16 @@ _OWN_BUFFER_FRAME = _MIN_FREE
 # while Pulsar was slower than the client.
 MAX_IN_FLIGHT = 512
 MAX_IN_FLIGHT_BYTES = 32 * 1024 * 1024
+_PRODUCE_KEY = 0
+
+
+def _receive_buffer(size: int) -> mmap.mmap:
+    """Anonymous memory of its own for one connection's receive buffer. Pages become resident
+    only as bytes land in them, and return to the system when the connection goes: a
+    bytearray is zeroed (so resident) in full at once and, freed, stays in glibc's heap,
+    which `allocator.py` keeps mapped; 400 connections that sent one ApiVersions each
+    left 100 MB behind that way."""
+    return mmap.mmap(-1, size)
 
 
 class RequestContext:
@@ -72,7 +88,7 @@ class RequestContext:
 
 
 class _Slot:
-    __slots__ = ("parts", "ready", "request_size", "started", "api_key")
+    __slots__ = ("parts", "ready", "request_size", "started", "api_key", "pending")
 
     def __init__(self, request_size: int = 0) -> None:
         self.parts: list | None = None
@@ -80,6 +96,7 @@ class _Slot:
         self.request_size = request_size
         self.started = 0.0  # when it was dispatched, with --metrics-listen only
         self.api_key = -1
+        self.pending = 0  # a Produce's bytes counted in the node's pending produce bytes
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
@@ -90,7 +107,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.peer_name = ""  # ... as HOST:PORT
         self._identity: dict | None = None  # client id and software, once ApiVersions told them
         self._opened = time.monotonic()
-        self._buf = bytearray(_INITIAL_BUFFER)
+        self._buf = _receive_buffer(_INITIAL_BUFFER)
         self._start = 0  # first unconsumed byte
         self._end = 0  # end of received bytes
         self._frame: bytearray | None = None  # a large frame being received in place
@@ -100,7 +117,15 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self._tasks: set[asyncio.Future] = set()  # handler tasks and futures in flight
         self._reading_paused = False
         self._writing_paused = False
+        self._held = False  # by the node: too many Produce bytes pending (server/limits.py)
         self._closed = False
+        self._admitted = False  # counted by the node's connection limits
+        self._close_reason: str | None = None  # why we closed it, for the closing line
+        self._limits = node.limits
+        # For the idle sweep (server/limits.py): reads counts buffer_updated calls.
+        self.reads = 0
+        self.reads_seen = 0
+        self.idle_since = self._opened
         self._idle = asyncio.Event()
         self._idle.set()
         self.max_frame_size = node.settings.max_request_size
@@ -110,7 +135,17 @@ class KafkaConnection(asyncio.BufferedProtocol):
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
         self.peer_name = peer_text(self.peer)
+        ip = self._ip()
+        if not self._limits.admit(ip, self.peer_name):
+            self._closed = True
+            transport.abort()  # Kafka closes it too: nothing is read, nothing is answered
+            return
+        self._admitted = True
         self.node.connections.add(self)
+
+    def _ip(self) -> str:
+        peer = self.peer
+        return str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
 
     @property
     def identity(self) -> dict | None:
@@ -128,13 +163,20 @@ class KafkaConnection(asyncio.BufferedProtocol):
                  _software(software_name, software_version), extra=identity)
 
     def connection_lost(self, exc) -> None:
+        if not self._admitted:
+            return  # refused in connection_made: logged (rate-limited) there
+        self._admitted = False
+        self._limits.release(self._ip())
+        if self._held:
+            self._limits.held.discard(self)
         identity = self._identity
         seconds = round(time.monotonic() - self._opened, 3)
+        why = exc or self._close_reason
         if identity is not None:
             log.info("connection from %s closed after %.1f s: client id %r, %s%s", self.peer_name, seconds,
                      identity["client_id"], _software(identity["client_software_name"],
                                                       identity["client_software_version"]),
-                     f" ({exc})" if exc else "", extra={**identity, "seconds": seconds})
+                     f" ({why})" if why else "", extra={**identity, "seconds": seconds})
         else:
             log.debug("connection from %s closed after %.1f s without an ApiVersions request", self.peer_name,
                       seconds, extra={"peer": self.peer_name, "seconds": seconds})
@@ -167,13 +209,14 @@ class KafkaConnection(asyncio.BufferedProtocol):
                 buf[:used] = buf[self._start:self._end]
             else:
                 # Never resize in place: the previous memoryview may still be exported.
-                new = bytearray(max(len(buf) * 2, used + _MIN_FREE))
+                new = _receive_buffer(max(len(buf) * 2, used + _MIN_FREE))
                 new[:used] = buf[self._start:self._end]
                 self._buf = buf = new
             self._start, self._end = 0, used
         return memoryview(buf)[self._end:]
 
     def buffer_updated(self, nbytes: int) -> None:
+        self.reads += 1
         try:
             if self._frame is not None:
                 self._frame_filled += nbytes
@@ -191,7 +234,10 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def _process_frames(self) -> None:
         buf = self._buf
         max_size = self.max_frame_size
-        while not self._closed and self._end - self._start >= 4:
+        # Paused means no new work either: complete frames already received wait in the
+        # buffer (`_continue_frames` takes them up on resume), so a pause bounds what is
+        # dispatched to the request that caused it, not to a receive buffer full of them.
+        while not self._closed and not self._reading_paused and self._end - self._start >= 4:
             start = self._start
             size = int.from_bytes(buf[start:start + 4], "big", signed=True)
             if size < 0 or size > max_size:
@@ -252,17 +298,37 @@ class KafkaConnection(asyncio.BufferedProtocol):
             # A plain future (Produce's hot path): no Task to create and schedule.
             self._tasks.add(result)
             result.add_done_callback(lambda t: self._finished(t, ctx, entry, request, slot))
+            if api_key == _PRODUCE_KEY:
+                self._produce_handed(slot)
             self._update_reading()
         elif hasattr(result, "__await__"):
             task = asyncio.ensure_future(result)
             self._tasks.add(task)
             task.add_done_callback(lambda t: self._finished(t, ctx, entry, request, slot))
+            if api_key == _PRODUCE_KEY:
+                self._produce_handed(slot)
             self._update_reading()
         else:
             self._complete(slot, ctx, result)
 
+    def _produce_handed(self, slot: _Slot) -> None:
+        """A Produce now waits on the storage: count it node-wide (settled in `_finished`,
+        which also runs when the connection is lost: its tasks are cancelled)."""
+        slot.pending = slot.request_size
+        if self._limits.produce_handed(slot.pending) and not self._held:
+            self._held = True
+            self._limits.hold(self)
+
+    def release_hold(self) -> None:
+        """The node's pending Produce bytes dropped below the bound (server/limits.py)."""
+        self._held = False
+        self._update_reading()
+
     def _finished(self, task: asyncio.Task, ctx, entry, request, slot: _Slot) -> None:
         self._tasks.discard(task)
+        if slot.pending:
+            self._limits.produce_settled(slot.pending)
+            slot.pending = 0
         if self._closed or task.cancelled():
             return
         exc = task.exception()
@@ -346,7 +412,7 @@ class KafkaConnection(asyncio.BufferedProtocol):
     def _update_reading(self) -> None:
         if self._closed or self.transport is None:
             return
-        should_pause = (self._writing_paused or len(self._slots) >= MAX_IN_FLIGHT
+        should_pause = (self._writing_paused or self._held or len(self._slots) >= MAX_IN_FLIGHT
                         or self._inflight_bytes >= MAX_IN_FLIGHT_BYTES)
         if should_pause and not self._reading_paused:
             self._reading_paused = True
@@ -354,6 +420,18 @@ class KafkaConnection(asyncio.BufferedProtocol):
         elif not should_pause and self._reading_paused:
             self._reading_paused = False
             self.transport.resume_reading()
+            if self._end - self._start >= 4:
+                # Frames left behind by the pause; not from here, which may be inside
+                # _process_frames or a handler's completion.
+                asyncio.get_running_loop().call_soon(self._continue_frames)
+
+    def _continue_frames(self) -> None:
+        if self._closed or self._reading_paused:
+            return
+        try:
+            self._process_frames()
+        except MalformedRequest as exc:
+            self._close_malformed(str(exc))
 
     def _close_malformed(self, reason: str) -> None:
         log.warning("closing connection from %s: %s", self.peer_name, reason, extra={"peer": self.peer_name})
@@ -364,6 +442,19 @@ class KafkaConnection(asyncio.BufferedProtocol):
             self._closed = True
             if self.transport is not None:
                 self.transport.abort()
+
+    @property
+    def busy(self) -> bool:
+        """Requests in flight: not idle, whatever the time since the last bytes arrived."""
+        return bool(self._slots)
+
+    def close_idle(self, idle_s: float) -> None:
+        """Close a connection idle for `idle_s` (Kafka's connections.max.idle.ms): routine, so
+        DEBUG here and the reason on the INFO closing line."""
+        self._close_reason = f"idle for {idle_s:.1f} s, --connections-max-idle-ms"
+        log.debug("closing connection from %s: nothing received for %.1f s", self.peer_name, idle_s,
+                  extra={"peer": self.peer_name})
+        self.close()
 
     async def drain(self) -> None:
         """Wait until every request received so far has been answered."""

@@ -158,6 +158,24 @@ def _error_codes(entity, depth: int):
                     yield from _error_codes(item, depth - 1)
 
 
+def _limit_metrics(limits):
+    """The connection limits' own counters (server/limits.py), read at scrape time."""
+    family = CounterMetricFamily("kop_fast_connections_refused",
+                                 "connections closed at once, over --max-connections or --max-connections-per-ip",
+                                 labels=("limit",))
+    for limit, n in sorted(limits.refused.items()):
+        family.add_metric((limit,), n)
+    yield family
+    yield CounterMetricFamily("kop_fast_connections_idle_closed", "connections closed by --connections-max-idle-ms",
+                              value=limits.idle_closed)
+    yield GaugeMetricFamily("kop_fast_pending_produce_bytes",
+                            "Produce request bytes waiting on the storage, over all connections",
+                            value=limits.pending_produce)
+    yield GaugeMetricFamily("kop_fast_connections_held",
+                            "connections not read while --max-pending-produce-bytes is reached",
+                            value=len(limits.held))
+
+
 class _StateCollector:
     """What is computed from the node's state when scraped."""
 
@@ -184,6 +202,7 @@ class _StateCollector:
         for (software, version), n in sorted(by_client.items()):
             family.add_metric((software, version), n)
         yield family
+        yield from _limit_metrics(node.limits)
 
         groups = list(node.group_coordinator.groups())
         by_state: dict[str, int] = {}

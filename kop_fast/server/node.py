@@ -17,6 +17,7 @@ from kop_fast.server.cluster import ClusterMembership
 from kop_fast.server.connection import KafkaConnection
 from kop_fast.server.producer_recovery import ProducerRecovery
 from kop_fast.server.group_coordinator import GroupCoordinator
+from kop_fast.server.limits import ConnectionLimits, IdleSweeper, ensure_fd_limit
 from kop_fast.server.registry import REGISTRY, HandlerRegistry
 from kop_fast.server.retention import start_sweeping, stop_sweeping
 from kop_fast.storage.api import Storage
@@ -37,6 +38,8 @@ class KafkaNode:
         self.cluster_id = cluster_id
         self.host, self.port = advertised_address(settings)  # what Metadata tells clients
         self.connections: set[KafkaConnection] = set()
+        self.limits = ConnectionLimits(settings)
+        self._idle_sweeper = IdleSweeper(self.limits, self.connections)
         self.producer_state = ProducerStateTable()
         self.producer_recovery = ProducerRecovery(self.producer_state)
         # Appends handed to the storage and not yet settled: a new cluster epoch is confirmed
@@ -68,6 +71,7 @@ class KafkaNode:
         nothing is left listening then."""
         loop = asyncio.get_running_loop()
         await self.group_coordinator.start()  # opens nothing yet: partitions load on first use
+        ensure_fd_limit(self.settings.max_connections)
         for listener in self.settings.listen:
             try:
                 server = await loop.create_server(
@@ -78,6 +82,7 @@ class KafkaNode:
                 raise OSError(exc.errno, f"cannot listen on {listener.host}:{listener.port}: {exc.strerror}") from exc
             self._servers.append(server)
         bound = [s.sockets[0].getsockname()[:2] for s in self._servers]
+        self._idle_sweeper.start()
         if self.settings.metrics_listen is not None:
             await self._start_metrics(*self.settings.metrics_listen)
         if not self.settings.advertised_listener:
@@ -116,6 +121,7 @@ class KafkaNode:
     async def stop(self) -> None:
         """Stop accepting, answer what clients already sent (bounded), close connections."""
         await stop_sweeping(self)
+        self._idle_sweeper.stop()
         if self.cluster is not None:
             self.cluster.stop_serving()  # requests from now on: retriable errors, clients move on
         for server in self._servers:

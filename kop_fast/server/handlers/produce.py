@@ -120,9 +120,32 @@ def handle_produce(ctx, request):
                     _resolve_then_store(node, topic.name, partition.index, partition.records))
             outcomes.append((topic.name, partition.index, outcome))
     if request.acks == 0:
-        # Kafka sends no response to acks=0; failures can only be logged.
-        return None
+        # Kafka sends no response to acks=0, but the request still waits on the storage like
+        # any other: the connection's and the node's bounds on unanswered Produce bytes
+        # (--max-pending-produce-bytes) then hold for acks=0 producers too.
+        return _stored(outcomes)
     return _respond(ctx, outcomes)
+
+
+def _stored(outcomes) -> asyncio.Future:
+    """A future of None, done when every partition's outcome is (acks=0: nothing to answer)."""
+    done = asyncio.get_running_loop().create_future()
+    pending = [o for _, _, o in outcomes if isinstance(o, asyncio.Future)]
+    remaining = len(pending)
+
+    def one_done(fut: asyncio.Future) -> None:
+        nonlocal remaining
+        remaining -= 1
+        if not fut.cancelled() and fut.exception() is not None:  # nobody else will see it
+            log.warning("acks=0 produce failed", exc_info=fut.exception())
+        if remaining == 0 and not done.done():
+            done.set_result(None)
+
+    if not pending:
+        done.set_result(None)
+    for fut in pending:
+        fut.add_done_callback(one_done)
+    return done
 
 
 def _respond(ctx, outcomes) -> asyncio.Future:
