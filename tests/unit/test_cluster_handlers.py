@@ -68,3 +68,29 @@ def test_retries_across_a_move_are_deduplicated_and_the_old_owner_refuses():
                 assert (await b.storage.partition_log(info, 0).bounds()) == (0, 3)  # r0, r1, r2: once each
 
     run(scenario)
+
+
+def test_leader_epoch_in_a_request_is_checked_against_the_partitions():
+    from types import SimpleNamespace
+
+    from kop_fast.server.leaders import leader_error
+
+    async def scenario():
+        engine = MemoryEngine()
+        async with memory_node(engine) as (a, _):
+            key = "t-0"
+            _, epoch = a.cluster.owner(key)
+            assert epoch == 1
+            assert leader_error(a, key) == ErrorCode.none
+            assert leader_error(a, key, epoch) == ErrorCode.none
+            assert leader_error(a, key, epoch - 1) == ErrorCode.fenced_leader_epoch
+            assert leader_error(a, key, epoch + 1) == ErrorCode.unknown_leader_epoch
+            async with memory_node(engine) as (b, _):
+                moved = next(f"t{i}-0" for i in range(100) if b.cluster.owns(f"t{i}-0"))
+                assert leader_error(a, moved) == ErrorCode.not_leader_or_follower
+                assert leader_error(b, moved) == ErrorCode.none
+                assert b.cluster.owner(moved)[1] == 2  # it moved at the second epoch
+        lone = SimpleNamespace(cluster=None)
+        assert leader_error(lone, key, 99) == ErrorCode.none  # no cluster (not joined): no check
+
+    run(scenario)
