@@ -10,6 +10,7 @@ tests/wire_properties.py; tests/fuzz_wire.py runs them for minutes.
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import sys
@@ -28,7 +29,8 @@ from kop_fast.protocol.headers import parse_request_header, peek_api
 from kop_fast.protocol.produce_wire import decode_produce_request
 from tests import wire_properties as wp
 
-FUZZ = settings(max_examples=300, deadline=None,
+# tests/fuzz_wire.py raises the example count for long runs.
+FUZZ = settings(max_examples=int(os.environ.get("KOP_FAST_FUZZ_EXAMPLES", "300")), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 REPO = Path(__file__).resolve().parents[2]
 
