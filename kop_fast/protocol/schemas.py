@@ -18,6 +18,7 @@ from kio.static.constants import EntityType
 
 from kop_fast.protocol.errors import MalformedRequest
 from kop_fast.protocol.extra_schemas import EXTRA_SCHEMAS
+from kop_fast.protocol.length_guard import check_lengths
 
 
 @lru_cache(maxsize=None)
@@ -60,6 +61,9 @@ def is_flexible(api_key: int, version: int) -> bool:
 def decode_request(api_key: int, version: int, frame, offset: int):
     """Decode a request body; any schema violation is a malformed request."""
     schema = request_schema(api_key, version)
+    # kio reserves memory for an array from its count before reading it: counts that
+    # cannot fit in the frame must never reach it (length_guard.py).
+    check_lengths(schema, frame, offset)
     try:
         entity, size = _reader(schema)(frame, offset)
     except Exception as exc:  # kio raises several types for truncated / invalid input

@@ -74,7 +74,15 @@ def _store(node, info, index: int, records) -> asyncio.Future | tuple[ErrorCode,
     if check != SequenceCheck.ACCEPT:
         return _SEQUENCE_ERRORS[check], -1
     handle = producers.begin(partition.name, producer_id, producer_epoch, base_sequence, count)
-    stored = partition.append_batch(records, count)
+    try:
+        stored = partition.append_batch(records, count)
+    except codec.CorruptRecordError as exc:
+        # A storage that reads the records (entry format pulsar, or a batch split because it
+        # claims more records than one entry holds) found what batch_infos cannot see inside
+        # a compressed batch: records that do not decode, or more than MAX_DECOMPRESSED bytes.
+        producers.forget(partition.name, producer_id)
+        log.info("rejecting corrupt batch for %s[%d]: %s", info.name, index, exc)
+        return ErrorCode.corrupt_message, -1
     inflight = node.inflight_appends
     inflight.add(stored)
     result = asyncio.get_running_loop().create_future()
