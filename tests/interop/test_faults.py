@@ -352,7 +352,10 @@ def test_kop_fast_killed_mid_stream_keeps_records_and_committed_offsets(tmp_path
     finally:
         consumer.close()
     assert committed
-
+    # As in Kafka, LeaveGroup is answered before the group's new (empty) state is stored: a kill within
+    # a few ms of close() leaves the old member in the stored group, and a new one then waits for its
+    # session timeout (45 s) — seen 3 times in 7 runs with no pause. The commit itself is stored when answered.
+    time.sleep(0.5)
     server.kill9()
     killed = time.monotonic()
     server = KopServer(tmp_path / "kop", listen=listen).start()
