@@ -121,16 +121,19 @@ def read_everything(bootstrap: str, topic: str, want: set[int], idle_s: float = 
     return seen
 
 
-def assert_exactly_once(producer: NumberedProducer, seen: Counter) -> None:
+def assert_exactly_once(producer: NumberedProducer, seen: Counter, *, retried_ok: bool = False) -> int:
+    """Nothing acknowledged lost or doubled; `retried_ok`: a plain producer's retry of a request whose
+    answer was lost may store an acknowledged value twice (never more). The number doubled."""
     assert producer.unflushed == 0
     lost = sorted(v for v in producer.acked if seen[v] == 0)
-    doubled = sorted(v for v in producer.acked if seen[v] > 1)
+    doubled = sorted(v for v in producer.acked if seen[v] > (2 if retried_ok else 1))
     failed_doubled = sorted(v for v in producer.failed if seen[v] > 1)
     unknown = sorted(v for v in seen if v >= producer.sent)
     assert not lost, f"{len(lost)} acknowledged values lost, e.g. {lost[:10]}"
     assert not doubled, f"{len(doubled)} acknowledged values stored more than once, e.g. {doubled[:10]}"
     assert not failed_doubled and not unknown
     assert len(producer.acked) + len(producer.failed) == producer.sent
+    return sum(1 for v in producer.acked if seen[v] > 1)
 
 
 def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
@@ -172,8 +175,11 @@ def stopper():
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("idempotent", [False, True], ids=["plain", "idempotent"])
 def test_acknowledged_records_survive_pulsar_and_kop_fast_kills(tmp_path, stopper, capsys, idempotent):
-    # Exactly once without idempotence too: pulsar-client resends what Pulsar had not acknowledged, and no
-    # run (also 6 kills at 30,000 records/s, and a 40 s outage) showed a duplicate.
+    # Pulsar's death alone never duplicated anything (also 6 kills at 30,000 records/s, a 40 s outage):
+    # pulsar-client resends only what Pulsar had not acknowledged. kop-fast's death can: a Produce stored
+    # just before the SIGKILL is never answered, and a plain producer sends those records again (seen once:
+    # 99 records of one stored batch again in the producer's first batch after the restart). Idempotence
+    # makes that exact: the restarted kop-fast reads producer state back from the stored tail.
     broker = EmbeddedPulsar(tmp_path / "pulsar")
     broker.start()
     stopper(broker)
@@ -210,14 +216,14 @@ def test_acknowledged_records_survive_pulsar_and_kop_fast_kills(tmp_path, stoppe
     seen = read_everything(server.bootstrap, topic, producer.acked)
     raw_copies = seen.pop(99_000_000, 0)
     assert raw_copies == 1 if error == 0 else raw_copies <= 1
-    assert_exactly_once(producer, seen)
+    doubled = assert_exactly_once(producer, seen, retried_ok=not idempotent)
     mode = "idempotent" if idempotent else "plain"
     with capsys.disabled():
         print(f"\n[a {mode}] sent {producer.sent}, acknowledged {len(producer.acked)}, failed {len(producer.failed)}, "
               f"read {sum(seen.values())}; Pulsar down {back - killed:.1f} s, 3000 more acks "
               f"{resumed_pulsar:.1f} s after its restart; 3000 acks {resumed_kop:.1f} s after kop-fast's; "
               f"longest gap between acks {producer.longest_gap():.1f} s; raw produce during the outage: "
-              f"error {error} after {answered - killed:.1f} s")
+              f"error {error} after {answered - killed:.1f} s; acknowledged values stored twice: {doubled}")
 
 
 class RawProduce(threading.Thread):
