@@ -20,6 +20,7 @@ from kop_fast.allocator import tune_allocator
 from kop_fast.config import Settings
 from kop_fast.data_dir import DataDirInUse, lock_data_dir
 from kop_fast.embedded import EmbeddedPulsar, EmbeddedPulsarError
+from kop_fast.embedded_supervisor import BrokerSupervisor
 from kop_fast.logs import setup_logging
 
 log = logging.getLogger("kop_fast")
@@ -49,12 +50,12 @@ def run(settings: Settings) -> int:
             return 1
         log.info("embedded pulsar-lite at %s, data in %s", pulsar_url, settings.data_dir)
     try:
-        return uvloop.run(serve(settings, pulsar_url))
+        return uvloop.run(serve(settings, pulsar_url, embedded))
     except KeyboardInterrupt:
         return 0
     finally:
         if embedded is not None:
-            embedded.stop()
+            embedded.stop()  # the supervisor was stopped first: this exit is expected
             log.info("embedded pulsar-lite stopped")
         data_dir_lock.close()
 
@@ -71,16 +72,33 @@ def _import_server() -> None:
     import kop_fast.storage.pulsar  # noqa: F401
 
 
-async def serve(settings: Settings, pulsar_url: str) -> int:
+async def serve(settings: Settings, pulsar_url: str, embedded: EmbeddedPulsar | None = None) -> int:
     _import_server()  # done already with the embedded broker (then free: the modules are loaded)
-    from kop_fast.server.cluster import ClusterJoinError
-    from kop_fast.server.node import KafkaNode
-    from kop_fast.storage.pulsar import PulsarStorage
-
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    broker_lost: list[str] = []  # why the embedded broker is gone for good
+
+    def give_up(reason: str) -> None:
+        broker_lost.append(reason)
+        stop.set()
+
+    supervisor = None
+    if embedded is not None:
+        supervisor = BrokerSupervisor(embedded, lambda reason: loop.call_soon_threadsafe(give_up, reason))
+        supervisor.start()
+    try:
+        return await _serve(settings, pulsar_url, stop, broker_lost)
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+
+
+async def _serve(settings: Settings, pulsar_url: str, stop: asyncio.Event, broker_lost: list[str]) -> int:
+    from kop_fast.server.cluster import ClusterJoinError
+    from kop_fast.server.node import KafkaNode
+    from kop_fast.storage.pulsar import PulsarStorage
 
     storage = PulsarStorage(settings, pulsar_url)
     try:
@@ -118,6 +136,11 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
              ", ".join(f"{h}:{p}" for h, p in bound), node.host, node.port, node.node_id, cluster_id, pulsar_url)
 
     await stop.wait()
+    if broker_lost:
+        # Nothing can be stored any more: stop at once (clients get errors and go elsewhere),
+        # not after a drain that could only time out against a dead broker.
+        fatal(settings, broker_lost[0])
+        return 1
     log.info("shutting down")
     await node.stop()
     await storage.close()

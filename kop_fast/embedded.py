@@ -109,10 +109,12 @@ class EmbeddedPulsar:
         self._spawn()
 
     def restart(self, timeout: float = STARTUP_TIMEOUT_S) -> str:
-        """Start the broker again after it stopped (or was killed), on the same port and data."""
+        """Start the broker again after it stopped (or was killed), on the same port and data.
+
+        One try: clients know the old URL, so a taken port is an error, not a reason to move."""
         self.stop()
         self._spawn(self.port)
-        return self.wait_ready(timeout)
+        return self.wait_ready(timeout, tries=1)
 
     def _spawn(self, port: int | None = None) -> None:
         self.port = port or free_port(self.host)
@@ -127,10 +129,10 @@ class EmbeddedPulsar:
         )
         self.pid_path.write_text(str(self.process.pid))
 
-    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S) -> str:
+    def wait_ready(self, timeout: float = STARTUP_TIMEOUT_S, tries: int = 3) -> str:
         """Wait until the launched broker accepts connections; its URL."""
         last_error = "unknown error"
-        for attempt in range(3):  # a free port can be taken between probe and bind
+        for attempt in range(tries):  # a free port can be taken between probe and bind
             if attempt:
                 self._close_log()
                 self._spawn()
