@@ -370,5 +370,12 @@ class GroupMembership(GroupRebalance):
                         self.members[lm.member_id], now_ms, out, f"member {lm.member_id} left (reason: {lm.reason})"
                     )
             results.append(LeaveMemberResult(lm.member_id, lm.group_instance_id, error))
-        out.respond(waiter, LeaveResponse(ErrorCode.none, results))
+        response = LeaveResponse(ErrorCode.none, results)
+        if out.writes:
+            # The group's new state (e.g. empty, next generation) is answered once it is stored:
+            # a coordinator that dies right after the answer must not come back with the member
+            # still in the group (the next join would wait out its session).
+            out.writes[-1].then(lambda _error, _now, later: later.respond(waiter, response))
+        else:
+            out.respond(waiter, response)
         return out

@@ -356,6 +356,18 @@ class PendingWrite:
     def completed(self) -> bool:
         return self._completed
 
+    def then(self, callback: WriteCallback) -> None:
+        """Also call `callback` when this write completes (after the one it was made with)."""
+        first = self._on_done
+        if first is None:
+            self._on_done = callback
+            return
+
+        def both(error_code: int, now_ms: int, out: "Output") -> None:
+            first(error_code, now_ms, out)
+            callback(error_code, now_ms, out)
+        self._on_done = both
+
     @property
     def has_waiters(self) -> bool:
         """True if some response is withheld until this write completes."""

@@ -259,3 +259,14 @@ def test_group_max_size():
     r = h.answer(h.join(client="third"))
     assert r.error_code == E.group_max_size_reached
     assert len(h.group().members) == 2
+
+
+def test_the_last_member_leaving_is_answered_once_the_empty_group_is_stored():
+    h = Harness()
+    (a,), gen = h.stable_group(1)
+    h.auto_persist = False
+    w = h.leave(LeaveMember(a))
+    assert h.answer(w) is None  # the group's new (empty) state is not stored yet
+    h.persist_pending()
+    assert h.answer(w).members[0].error_code == E.none
+    assert not h.group().members
