@@ -151,7 +151,7 @@ def run_cli(*args, env=None, timeout=30):
     (["serve", "--entry-format", "xml"], {}, "entry-format must be one of kafka, pulsar"),
     (["serve", "--default-num-partitions", "0"], {}, "default-num-partitions must be a positive integer"),
     (["serve", "--listen", "nohost"], {}, "is not [PROTOCOL://]HOST:PORT"),
-    (["serve", "--listen", "SSL://127.0.0.1:9093"], {}, "protocol SSL is not supported"),
+    (["serve", "--listen", "SSL://127.0.0.1:9093"], {}, "need --tls-cert and --tls-key"),
     (["serve", "--pulsar-url", "http://x"], {}, "pulsar-url must look like"),
     (["serve"], {"KOP_FAST_LOG_LEVEL": "chatty"}, "log-level must be one of"),
     (["serve", "--config", "/nonexistent/kop.toml"], {}, "not found"),
