@@ -116,6 +116,7 @@ async def _serve(settings: Settings, pulsar_url: str, stop: asyncio.Event, broke
         await storage.close()
         return 1
     node = KafkaNode(settings, storage, cluster_id)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, node.reload_tls)  # new certificates, new connections
     try:
         bound = await node.start()  # listens, then joins the cluster
     except OSError as exc:
@@ -133,7 +134,8 @@ async def _serve(settings: Settings, pulsar_url: str, stop: asyncio.Event, broke
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
     log.info("kop-fast ready: listening on %s, advertised as %s:%d, node %d of cluster %s, pulsar %s",
-             ", ".join(f"{h}:{p}" for h, p in bound), node.host, node.port, node.node_id, cluster_id, pulsar_url)
+             ", ".join(f"{h}:{p} ({listener.listener_name})" for (h, p), listener in zip(bound, settings.listen)),
+             node.host, node.port, node.node_id, cluster_id, pulsar_url)
 
     await stop.wait()
     if broker_lost:

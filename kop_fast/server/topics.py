@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable, Hashable, Iterable, Sequence
 
 from kop_fast.protocol.errors import ErrorCode, KafkaError
 from kop_fast.server.storage_errors import storage_error_code
+from kop_fast.server.tenancy import ForeignTopic
 from kop_fast.storage.api import InvalidPartitions, InvalidTopicName, TopicExists, TopicInfo, UnknownTopic
 
 log = logging.getLogger("kop_fast.topics")
@@ -46,6 +47,8 @@ async def resolve_topic(node, name: str, auto_create: bool) -> tuple[ErrorCode, 
                 info = await storage.create_topic(name, node.settings.default_num_partitions)
             except TopicExists as exc:
                 info = exc.info
+    except ForeignTopic:  # a full name outside the connection's tenant (server/tenancy.py)
+        return ErrorCode.topic_authorization_failed, None
     except InvalidTopicName:
         return ErrorCode.invalid_topic_exception, None
     if info is None:
