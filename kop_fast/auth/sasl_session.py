@@ -54,7 +54,10 @@ class SaslSession:
         return self.state is State.AWAIT_RAW_TOKEN
 
     def allows(self, api_key: int) -> bool:
-        return self.state is State.AUTHENTICATED or api_key in _BEFORE_AUTH
+        # While a client re-authenticates (KIP-368) its session so far still holds: requests
+        # it pipelined before the new SaslHandshake are served.
+        return (self.state is State.AUTHENTICATED or api_key in _BEFORE_AUTH
+                or (self.state is State.AWAIT_AUTHENTICATE and self.principal is not None))
 
     def refuse(self, api_key: int) -> Outcome:
         """A request the state does not allow (the connection closes)."""

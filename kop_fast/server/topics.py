@@ -69,6 +69,8 @@ async def current_topic(node, name: str) -> TopicInfo | None:
     None when there is no such topic (a name the storage refuses names none)."""
     try:
         return await node.storage.describe_topic(name)
+    except ForeignTopic:
+        raise  # another tenant's: refused (TOPIC_AUTHORIZATION_FAILED), not "unknown"
     except InvalidTopicName:
         return None
 
@@ -121,6 +123,8 @@ def _failure(exc: BaseException) -> tuple[ErrorCode, str | None]:
         return ErrorCode.topic_already_exists, f"Topic '{exc.info.name}' already exists."
     if isinstance(exc, UnknownTopic):
         return ErrorCode.unknown_topic_or_partition, str(exc)
+    if isinstance(exc, ForeignTopic):
+        return ErrorCode.topic_authorization_failed, str(exc)
     if isinstance(exc, InvalidPartitions):
         return ErrorCode.invalid_partitions, str(exc)
     if isinstance(exc, InvalidTopicName):
