@@ -281,3 +281,29 @@ def test_aiokafka_with_sasl_plain(secured):
             await consumer.stop()
 
     assert asyncio.run(run()) == b"from aiokafka"
+
+
+def test_a_tenants_commits_move_its_pulsar_subscription(secured):
+    """Mirroring: the group's subscription, named as the client names the group, on the tenant's topic."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from tests.interop.test_groups import first_record_on_subscription
+
+    acme = sasl_conf(secured, ACME)
+    topic, group = "mirrored-" + uuid.uuid4().hex[:6], "mirror-group"
+    produce(acme, topic, [b"r0", b"r1", b"r2"])
+    produce(acme, topic, [b"r3", b"r4"])  # a second batch: a second Pulsar entry
+    consumer = Consumer({**acme, "group.id": group, "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    try:
+        consumer.assign([TopicPartition(topic, 0)])
+        offsets, deadline = {}, time.monotonic() + 30
+        while len(offsets) < 5 and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                offsets[msg.value()] = msg.offset()  # offsets are packed Pulsar positions, not 0..4
+        consumer.commit(offsets=[TopicPartition(topic, 0, offsets[b"r3"])], asynchronous=False)
+    finally:
+        consumer.close()
+    batch = first_record_on_subscription(secured.pulsar_url, f"persistent://acme/prod/{topic}-partition-0", group,
+                                         b"r3")
+    assert [r.value for r in batch] == [b"r3", b"r4"]
