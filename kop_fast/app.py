@@ -115,7 +115,12 @@ async def _serve(settings: Settings, pulsar_url: str, stop: asyncio.Event, broke
         print(f"kop-fast: error: cannot agree on a cluster id through Pulsar at {pulsar_url}: {exc}", file=sys.stderr)
         await storage.close()
         return 1
-    node = KafkaNode(settings, storage, cluster_id)
+    try:
+        node = KafkaNode(settings, storage, cluster_id)  # reads the TLS files and token keys
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        fatal(settings, f"cannot read the TLS certificate or token key: {exc}")
+        await storage.close()
+        return 1
     asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, node.reload_tls)  # new certificates, new connections
     try:
         bound = await node.start()  # listens, then joins the cluster
