@@ -307,3 +307,98 @@ def test_a_tenants_commits_move_its_pulsar_subscription(secured):
     batch = first_record_on_subscription(secured.pulsar_url, f"persistent://acme/prod/{topic}-partition-0", group,
                                          b"r3")
     assert [r.value for r in batch] == [b"r3", b"r4"]
+
+
+def test_a_produce_to_another_tenants_topic_is_refused(secured):
+    from confluent_kafka import KafkaError, Producer
+
+    producer = Producer({**sasl_conf(secured, GLOBEX, role="bob"), "message.timeout.ms": 10000})
+    errors = []
+    producer.produce("persistent://acme/prod/orders", b"intruder", on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(20)
+    assert errors and errors[0] is not None and errors[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_an_api_with_an_error_answer_gets_illegal_sasl_state_before_authentication(secured):
+    import struct
+
+    from tests.security_support import _send_then_receive, _frame
+
+    with _sasl_socket(secured) as sock:
+        answer = _send_then_receive(sock, _frame(16, 0, b""))  # ListGroups v0
+        assert answer is not None and struct.unpack(">h", answer[4:6])[0] == 34  # ILLEGAL_SASL_STATE
+        assert metadata_v1(sock) is None
+
+
+def test_required_client_certificates(tmp_path):
+    cert, key = self_signed_cert(tmp_path)
+    client_cert, client_key = self_signed_cert(tmp_path, name="client", common_name="client")
+    with KopServer(tmp_path / "kop", "--listen", "SSL://127.0.0.1:0", "--tls-cert", str(cert), "--tls-key", str(key),
+                   "--tls-ca", str(client_cert), "--tls-client-auth", "required") as server:
+        conf = {"bootstrap.servers": f"127.0.0.1:{server.ports[1]}", "security.protocol": "SSL",
+                "ssl.ca.location": str(cert)}
+        with_cert = {**conf, "ssl.certificate.location": str(client_cert), "ssl.key.location": str(client_key)}
+        produce(with_cert, "mtls", [b"with a client certificate"])
+        from confluent_kafka import Producer
+        producer = Producer({**conf, "message.timeout.ms": 5000})
+        errors = []
+        producer.produce("mtls", b"without", on_delivery=lambda err, msg: errors.append(err))
+        producer.flush(15)
+        assert errors and errors[0] is not None  # no certificate: the handshake fails
+
+
+def test_each_proxy_advertises_its_address_per_listener_name(tmp_path):
+    """Two proxies, listeners PLAINTEXT and INTERNAL (mapped to SASL_PLAINTEXT): a client of
+    INTERNAL is told both proxies' INTERNAL addresses, one of PLAINTEXT their PLAINTEXT ones."""
+    from confluent_kafka.admin import AdminClient
+
+    common = ("--listen", "INTERNAL://127.0.0.1:0", "--listener-security-protocol-map", "INTERNAL:SASL_PLAINTEXT",
+              "--auth-token-secret-key", secret_key_option())
+    a = KopServer(tmp_path / "a", *common).start()
+    try:
+        b = KopServer(tmp_path / "b", *common, "--pulsar-url", a.pulsar_url, "--node-id", "1").start()
+        try:
+            a.sasl = f"127.0.0.1:{a.ports[1]}"
+            internal = sasl_conf(a, ACME)
+            want = {(0, a.ports[1]), (1, b.ports[1])}
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                brokers = AdminClient(internal).list_topics(timeout=10).brokers
+                if {(n, m.port) for n, m in brokers.items()} == want:
+                    break
+                time.sleep(0.5)
+            assert {(n, m.port) for n, m in brokers.items()} == want
+            brokers = AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(timeout=10).brokers
+            assert {(n, m.port) for n, m in brokers.items()} == {(0, a.port), (1, b.port)}
+        finally:
+            b.stop()
+    finally:
+        a.stop()
+
+
+def test_short_lived_oauth_tokens_keep_a_producer_going(tmp_path):
+    """Tokens of 4 s: the session ends with each one (KIP-368); the client re-authenticates
+    or reconnects with a fresh token, and every record is delivered."""
+    from confluent_kafka import Producer
+
+    private, public = rsa_keypair(tmp_path)
+
+    def oauth_cb(_config):
+        expires = time.time() + 4
+        return jwt.encode({"sub": "svc", "exp": int(expires)}, private, algorithm="RS256"), expires, "svc", {
+            "tenant": ACME}
+
+    with KopServer(tmp_path / "kop", "--listen", "SASL_PLAINTEXT://127.0.0.1:0",
+                   "--auth-token-public-key", f"file:{public}") as server:
+        producer = Producer({"bootstrap.servers": f"127.0.0.1:{server.ports[1]}", "security.protocol": "SASL_PLAINTEXT",
+                             "sasl.mechanism": "OAUTHBEARER", "oauth_cb": oauth_cb, "linger.ms": 5})
+        errors, delivered = [], []
+        end = time.monotonic() + 12
+        i = 0
+        while time.monotonic() < end:
+            producer.produce("short-lived", b"%d" % i,
+                             on_delivery=lambda err, msg: (errors if err else delivered).append(err or msg))
+            producer.poll(0.05)
+            i += 1
+        assert producer.flush(30) == 0
+        assert not errors and len(delivered) == i
