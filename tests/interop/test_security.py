@@ -402,3 +402,17 @@ def test_short_lived_oauth_tokens_keep_a_producer_going(tmp_path):
             i += 1
         assert producer.flush(30) == 0
         assert not errors and len(delivered) == i
+
+
+def test_reauthentication_on_the_same_connection_extends_the_session(secured):
+    """KIP-368: a new SaslHandshake + SaslAuthenticate before the end moves the end."""
+    with _sasl_socket(secured) as sock:
+        sasl_handshake(sock, "PLAIN")
+        assert sasl_authenticate(sock, plain_message(ACME, hs256_token("alice", expires_in=3)))[0] == 0
+        assert sasl_handshake(sock, "PLAIN")[0] == 0
+        error, _, lifetime = sasl_authenticate(sock, plain_message(ACME, hs256_token("alice", expires_in=600)))
+        assert error == 0 and lifetime > 590_000
+        time.sleep(4)
+        assert metadata_v1(sock) is not None  # past the first token's end: still open
+        assert sasl_handshake(sock, "PLAIN")[0] == 0  # another tenant on re-authentication: refused
+        assert sasl_authenticate(sock, plain_message(GLOBEX, hs256_token("alice")))[0] == 58
