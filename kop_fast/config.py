@@ -396,6 +396,8 @@ def _check_listeners(settings: Settings) -> Settings:
                 raise ConfigError(f"advertised-listener {adv}: no --listen is named {adv.listener_name}")
     if any(listener.uses_tls for listener in listen) and not (settings.tls_cert and settings.tls_key):
         raise ConfigError("SSL and SASL_SSL listeners need --tls-cert and --tls-key")
+    if settings.tls_client_auth != "none" and settings.tls_ca is None:
+        raise ConfigError(f"--tls-client-auth {settings.tls_client_auth} needs --tls-ca to check client certificates")
     if any(listener.uses_sasl for listener in listen) and not (
             settings.auth_token_secret_key or settings.auth_token_public_key):
         raise ConfigError("SASL listeners need --auth-token-secret-key or --auth-token-public-key")

@@ -32,6 +32,7 @@ def test_protocol_names_and_mapped_names():
     ({"listener_security_protocol_map": "X:KERBEROS"}, "NAME:PROTOCOL"),
     ({"advertised_listener": "OTHER://h:1"}, "no --listen is named OTHER"),
     ({"tls_client_auth": "maybe"}, "tls-client-auth"),
+    ({"tls_client_auth": "required"}, "needs --tls-ca"),
     ({"sasl_enabled_mechanisms": "GSSAPI"}, "not supported"),
     ({"auth_token_secret_key": "/plain/path"}, "file:/PATH"),
 ])
