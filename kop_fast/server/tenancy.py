@@ -66,6 +66,13 @@ class TenantStorage:
                 self._names[name] = mapped
         return mapped
 
+    def is_foreign(self, name: str) -> bool:
+        try:
+            self._name(name)
+        except ForeignTopic:
+            return True
+        return False
+
     def _shown(self, info: TopicInfo | None) -> TopicInfo | None:
         """The layout with the name the tenant's clients use (kept: Produce asks every time)."""
         if info is None:

@@ -64,6 +64,15 @@ async def existing_topic(node, name: str) -> TopicInfo | None:
     return info
 
 
+def missing_topic_error(node, name: str) -> ErrorCode:
+    """Why a partition request found no topic (off the hot path: only when it found none):
+    another tenant's topic is refused, not unknown."""
+    is_foreign = getattr(node.storage, "is_foreign", None)  # a tenant's view (server/tenancy.py)
+    if is_foreign is not None and is_foreign(name):
+        return ErrorCode.topic_authorization_failed
+    return ErrorCode.unknown_topic_or_partition
+
+
 async def current_topic(node, name: str) -> TopicInfo | None:
     """The topic's layout as the storage has it now (the admin APIs change topics: no cache),
     None when there is no such topic (a name the storage refuses names none)."""

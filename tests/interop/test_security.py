@@ -416,3 +416,19 @@ def test_reauthentication_on_the_same_connection_extends_the_session(secured):
         assert metadata_v1(sock) is not None  # past the first token's end: still open
         assert sasl_handshake(sock, "PLAIN")[0] == 0  # another tenant on re-authentication: refused
         assert sasl_authenticate(sock, plain_message(GLOBEX, hs256_token("alice")))[0] == 58
+
+
+def test_list_offsets_of_another_tenants_topic_is_refused(secured):
+    import struct
+
+    from tests.security_support import _frame, _send_then_receive, _string
+
+    produce(sasl_conf(secured, ACME), "orders", [b"acme's"])
+    name = "persistent://acme/prod/orders"
+    with _sasl_socket(secured) as sock:
+        sasl_handshake(sock, "PLAIN")
+        assert sasl_authenticate(sock, plain_message(GLOBEX, hs256_token("bob")))[0] == 0
+        body = struct.pack(">ii", -1, 1) + _string(name) + struct.pack(">iiq", 1, 0, -1)  # ListOffsets v1, latest
+        answer = _send_then_receive(sock, _frame(2, 1, body))
+        at = 4 + 4 + 2 + len(name) + 4 + 4
+        assert struct.unpack(">h", answer[at:at + 2])[0] == 29  # TOPIC_AUTHORIZATION_FAILED
