@@ -108,6 +108,9 @@ def test_tenants_see_only_their_own_topics_records_and_groups(secured):
     # globex: the same topic and group names, nothing of acme's ...
     assert group in group_ids(acme)
     assert group not in group_ids(globex)
+    admin = AdminClient(globex)
+    [described] = admin.describe_consumer_groups([group], request_timeout=15).values()
+    assert described.result(timeout=20).state.name == "DEAD"  # acme's group, unknown to globex
     listed = AdminClient(globex).list_topics(timeout=15).topics
     assert "acme-only" not in listed
     assert "acme-only" in AdminClient(acme).list_topics(timeout=15).topics
