@@ -118,7 +118,13 @@ async def _serve(settings: Settings, pulsar_url: str, stop: asyncio.Event, broke
         print(f"kop-fast: error: cannot agree on a cluster id through Pulsar at {pulsar_url}: {exc}", file=sys.stderr)
         await storage.close()
         return 1
-    node = KafkaNode(settings, storage, cluster_id)
+    try:
+        node = KafkaNode(settings, storage, cluster_id)  # reads the TLS files and token keys
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        fatal(settings, f"cannot read the TLS certificate or token key: {exc}")
+        await storage.close()
+        return 1
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, node.reload_tls)  # new certificates, new connections
     try:
         bound = await node.start()  # listens, then joins the cluster
     except OSError as exc:
@@ -136,7 +142,8 @@ async def _serve(settings: Settings, pulsar_url: str, stop: asyncio.Event, broke
     gc.freeze()
     gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
     log.info("kop-fast ready: listening on %s, advertised as %s:%d, node %d of cluster %s, pulsar %s",
-             ", ".join(f"{h}:{p}" for h, p in bound), node.host, node.port, node.node_id, cluster_id, pulsar_url)
+             ", ".join(f"{h}:{p} ({listener.listener_name})" for (h, p), listener in zip(bound, settings.listen)),
+             node.host, node.port, node.node_id, cluster_id, pulsar_url)
 
     await stop.wait()
     if broker_lost:

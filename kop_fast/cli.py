@@ -17,10 +17,27 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 # (flag, metavar, help) of `serve`, in --help order; config.py parses and checks the values.
 _SERVE_OPTIONS = (
-    ("--listen", "[PROTOCOL://]HOST:PORT",
-     "address to accept Kafka clients on (repeatable; default 127.0.0.1:9092)"),
-    ("--advertised-listener", "HOST:PORT",
-     "address given to clients in Metadata (default: the first --listen)"),
+    ("--listen", "[NAME://]HOST:PORT",
+     "address to accept Kafka clients on; NAME is PLAINTEXT (default), SSL, SASL_PLAINTEXT, SASL_SSL "
+     "or a name of --listener-security-protocol-map (repeatable; default 127.0.0.1:9092)"),
+    ("--advertised-listener", "[NAME://]HOST:PORT",
+     "address given in Metadata to clients of listener NAME (no NAME: the first --listen; "
+     "repeatable; default: the listener's own address)"),
+    ("--listener-security-protocol-map", "NAME:PROTOCOL,...",
+     "security protocol of each listener name that is not one itself (Kafka's listener.security.protocol.map)"),
+    ("--tls-cert", "FILE", "PEM certificate (chain) of SSL and SASL_SSL listeners; re-read on SIGHUP"),
+    ("--tls-key", "FILE", "PEM private key of --tls-cert; re-read on SIGHUP"),
+    ("--tls-ca", "FILE", "PEM CA certificates that client certificates are checked against"),
+    ("--tls-client-auth", "none|requested|required",
+     "ask TLS clients for a certificate (Kafka's ssl.client.auth; default none)"),
+    ("--sasl-enabled-mechanisms", "LIST",
+     "SASL mechanisms of SASL listeners (default PLAIN,OAUTHBEARER)"),
+    ("--auth-token-secret-key", "KEY",
+     "HS256 key of SASL tokens, as Pulsar's tokenSecretKey: file:/PATH, data:;base64,KEY or base64:KEY"),
+    ("--auth-token-public-key", "KEY",
+     "RS256/ES256 public key of SASL tokens (PEM or DER), as Pulsar's tokenPublicKey: file:/PATH or data:;base64,KEY"),
+    ("--allowed-tenants", "LIST",
+     "tenants SASL clients may authenticate as (default: any)"),
     ("--pulsar-url", "URL",
      "Pulsar service URL, e.g. pulsar://host:6650 (absent: start the embedded pulsar-lite)"),
     ("--pulsar-admin-url", "URL",
@@ -77,7 +94,7 @@ _SERVE_OPTIONS = (
     ("--log-format", "text|json",
      "log lines as text (default) or as one JSON object per line"),
 )
-_REPEATABLE = {"--listen"}
+_REPEATABLE = {"--listen", "--advertised-listener"}
 
 
 def version() -> str:

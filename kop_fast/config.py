@@ -22,31 +22,80 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Listener:
+    """One Kafka listener, as Kafka's `listeners` names it: NAME://HOST:PORT. The name is
+    the security protocol itself (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL) or a name of
+    its own mapped to one by --listener-security-protocol-map."""
     protocol: str
     host: str
     port: int
+    name: str = ""  # "": the protocol's name
+
+    @property
+    def listener_name(self) -> str:
+        return self.name or self.protocol
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol in ("SASL_PLAINTEXT", "SASL_SSL")
 
     def __str__(self) -> str:
-        return f"{self.protocol}://{self.host}:{self.port}"
+        return f"{self.listener_name}://{self.host}:{self.port}"
 
 
-_LISTENER = re.compile(r"^(?:(?P<proto>[A-Za-z_]+)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]/]*):(?P<port>\d+)$")
-SUPPORTED_PROTOCOLS = ("PLAINTEXT",)
+_LISTENER = re.compile(r"^(?:(?P<proto>[A-Za-z0-9_]+)://)?(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]/]*):(?P<port>\d+)$")
+SUPPORTED_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
 def parse_listener(text: str) -> Listener:
+    """[NAME://]HOST:PORT. A NAME that is no security protocol keeps protocol "" until
+    `resolve_listener_protocols` looks it up in the protocol map."""
     m = _LISTENER.match(text.strip())
     if not m:
         raise ConfigError(f"listener {text!r} is not [PROTOCOL://]HOST:PORT")
-    proto = (m.group("proto") or "PLAINTEXT").upper()
-    if proto not in SUPPORTED_PROTOCOLS:
-        raise ConfigError(f"listener {text!r}: protocol {proto} is not supported "
-                          f"(supported: {', '.join(SUPPORTED_PROTOCOLS)})")
+    name = (m.group("proto") or "PLAINTEXT").upper()
     port = int(m.group("port"))
     if port > 65535:
         raise ConfigError(f"listener {text!r}: port {port} out of range")
     host = m.group("host").strip("[]") or "0.0.0.0"
-    return Listener(proto, host, port)
+    if name in SUPPORTED_PROTOCOLS:
+        return Listener(name, host, port)
+    return Listener("", host, port, name)
+
+
+def _protocol_map(value: Any) -> tuple[tuple[str, str], ...]:
+    """Kafka's listener.security.protocol.map: NAME:PROTOCOL,NAME:PROTOCOL."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    out = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        name, sep, proto = item.partition(":")
+        name, proto = name.strip().upper(), proto.strip().upper()
+        if not sep or not re.fullmatch(r"[A-Z0-9_]+", name) or proto not in SUPPORTED_PROTOCOLS:
+            raise ConfigError(f"listener-security-protocol-map entry {item!r} is not NAME:PROTOCOL "
+                              f"(protocols: {', '.join(SUPPORTED_PROTOCOLS)})")
+        out.append((name, proto))
+    return tuple(out)
+
+
+def resolve_listener_protocols(listeners, protocol_map) -> tuple[Listener, ...]:
+    mapping = dict(protocol_map)
+    out = []
+    for listener in listeners:
+        if listener.protocol:
+            out.append(listener)
+            continue
+        proto = mapping.get(listener.name)
+        if proto is None:
+            raise ConfigError(f"listener {listener}: {listener.name} is not a security protocol "
+                              f"({', '.join(SUPPORTED_PROTOCOLS)}) and --listener-security-protocol-map "
+                              "does not name it")
+        out.append(replace(listener, protocol=proto))
+    return tuple(out)
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -146,17 +195,64 @@ def _listeners(value: Any) -> tuple[Listener, ...]:
     return tuple(parse_listener(i) for i in items)
 
 
-def _advertised(value: Any) -> tuple[str, int]:
-    host, port = parse_host_port(str(value))
-    if host in ("0.0.0.0", "::"):
-        raise ConfigError(f"advertised-listener must name a reachable host, got {value!r}")
-    return host, port
+def _advertised(value: Any) -> tuple[Listener, ...]:
+    """Kafka's advertised.listeners: [NAME://]HOST:PORT, comma-separated or repeated; one
+    without a name stands for the first --listen (the single address of old)."""
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    out = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        has_name = "://" in item
+        listener = parse_listener(item)
+        if listener.host in ("0.0.0.0", "::"):
+            raise ConfigError(f"advertised-listener must name a reachable host, got {value!r}")
+        out.append(listener if has_name else Listener("", listener.host, listener.port))
+    return tuple(out)
+
+
+def _key_source(name: str) -> Callable[[Any], str]:
+    """A token key as Pulsar's tokenSecretKey/tokenPublicKey name it: `file:/path`,
+    `data:;base64,...` or `base64:...` (checked for form here, read by auth/tokens.py)."""
+    def parse(value: Any) -> str:
+        text = str(value).strip()
+        if not re.match(r"^(file:|data:|base64:)", text):
+            raise ConfigError(f"{name} must be file:/PATH, data:;base64,KEY or base64:KEY")
+        return text
+    return parse
+
+
+def _tenants(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(str(i).strip() for i in items if str(i).strip())
+
+
+def _mechanisms(value: Any) -> tuple[str, ...]:
+    names = tuple(m.upper() for m in _tenants(value))
+    for m in names:
+        if m not in ("PLAIN", "OAUTHBEARER"):
+            raise ConfigError(f"sasl-enabled-mechanisms: {m} is not supported (PLAIN, OAUTHBEARER)")
+    if not names:
+        raise ConfigError("sasl-enabled-mechanisms needs at least one mechanism")
+    return names
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
     listen: tuple[Listener, ...] = (Listener("PLAINTEXT", "127.0.0.1", 9092),)
-    advertised_listener: tuple[str, int] | None = None
+    # Per listener name (one without a name: the first --listen); absent: the bound address.
+    advertised_listener: tuple[Listener, ...] = ()
+    listener_security_protocol_map: tuple[tuple[str, str], ...] = ()
+    # TLS of SSL and SASL_SSL listeners (PEM files); the CA checks client certificates.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    tls_client_auth: str = "none"  # none | requested | required
+    # SASL listeners: tokens are verified like Pulsar's AuthenticationProviderToken.
+    sasl_enabled_mechanisms: tuple[str, ...] = ("PLAIN", "OAUTHBEARER")
+    auth_token_secret_key: str | None = None
+    auth_token_public_key: str | None = None
+    allowed_tenants: tuple[str, ...] = ()  # empty: any tenant
     pulsar_url: str | None = None
     pulsar_admin_url: str | None = None
     data_dir: Path = Path("kop-data")
@@ -207,6 +303,15 @@ class Settings:
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "listen": _listeners,
     "advertised_listener": _advertised,
+    "listener_security_protocol_map": _protocol_map,
+    "tls_cert": lambda v: Path(str(v)),
+    "tls_key": lambda v: Path(str(v)),
+    "tls_ca": lambda v: Path(str(v)),
+    "tls_client_auth": _choice("tls-client-auth", ("none", "requested", "required")),
+    "sasl_enabled_mechanisms": _mechanisms,
+    "auth_token_secret_key": _key_source("auth-token-secret-key"),
+    "auth_token_public_key": _key_source("auth-token-public-key"),
+    "allowed_tenants": _tenants,
     "pulsar_url": _pulsar_url,
     "pulsar_admin_url": _http_url,
     "data_dir": lambda v: Path(str(v)),
@@ -274,18 +379,54 @@ def build_settings(flags: dict[str, Any], environ: dict[str, str] | None = None)
     merged.update({k: v for k, v in flags.items() if v is not None and k != "config"})
     values = {name: PARSERS[name](value) for name, value in merged.items()}
     settings = replace(Settings(), **values)
+    settings = _check_listeners(settings)
     if config_path:
         settings = replace(settings, config=Path(config_path))
     return settings
 
 
+def _check_listeners(settings: Settings) -> Settings:
+    listen = resolve_listener_protocols(settings.listen, settings.listener_security_protocol_map)
+    # Names may repeat (several PLAINTEXT addresses, as before names): a name's clients are
+    # then told the first such listener's address.
+    names = [listener.listener_name for listener in listen]
+    for adv in settings.advertised_listener:
+        if adv.name or adv.protocol:
+            if adv.listener_name not in names:
+                raise ConfigError(f"advertised-listener {adv}: no --listen is named {adv.listener_name}")
+    if any(listener.uses_tls for listener in listen) and not (settings.tls_cert and settings.tls_key):
+        raise ConfigError("SSL and SASL_SSL listeners need --tls-cert and --tls-key")
+    if settings.tls_client_auth != "none" and settings.tls_ca is None:
+        raise ConfigError(f"--tls-client-auth {settings.tls_client_auth} needs --tls-ca to check client certificates")
+    if any(listener.uses_sasl for listener in listen) and not (
+            settings.auth_token_secret_key or settings.auth_token_public_key):
+        raise ConfigError("SASL listeners need --auth-token-secret-key or --auth-token-public-key")
+    return replace(settings, listen=listen)
+
+
+def advertised_addresses(settings: Settings, bound_ports: list[int] | None = None) -> dict[str, tuple[str, int]]:
+    """Listener name -> the host and port clients are told to connect to, first listener first."""
+    given = {}
+    for i, adv in enumerate(settings.advertised_listener):
+        name = adv.listener_name if (adv.name or adv.protocol) else settings.listen[0].listener_name
+        given.setdefault(name, (adv.host, adv.port))
+    out = {}
+    for i, listener in enumerate(settings.listen):
+        name = listener.listener_name
+        if name in out:
+            continue
+        if name in given:
+            out[name] = given[name]
+            continue
+        host = listener.host
+        if host in ("0.0.0.0", "::", ""):
+            import platform
+            host = platform.node() or "localhost"
+        out[name] = host, bound_ports[i] if bound_ports is not None else listener.port
+    return out
+
+
 def advertised_address(settings: Settings, bound_port: int | None = None) -> tuple[str, int]:
-    """Host and port clients are told to connect to."""
-    if settings.advertised_listener:
-        return settings.advertised_listener
-    first = settings.listen[0]
-    host = first.host
-    if host in ("0.0.0.0", "::", ""):
-        import platform
-        host = platform.node() or "localhost"
-    return host, bound_port if bound_port is not None else first.port
+    """Host and port clients of the first listener are told to connect to."""
+    ports = None if bound_port is None else [bound_port] + [l.port for l in settings.listen[1:]]
+    return next(iter(advertised_addresses(settings, ports).values()))

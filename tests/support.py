@@ -53,6 +53,9 @@ class KopServer:
             m = READY.search(text)
             if m:
                 self.port = int(m.group(1))
+                # Every listener's bound port, in --listen order (the first is `port`).
+                self.ports = [int(p) for p in re.findall(r"127\.0\.0\.1:(\d+) \(", text.split("listening on", 1)[1]
+                                                         .split("advertised as", 1)[0])]
                 self.pulsar_url = m.group(2)
                 return self
             if self.process.poll() is not None:

@@ -41,6 +41,17 @@ class Member:
     instance: str
     host: str
     port: int
+    # (listener name, host, port) of each listener, first listener first; host/port above are
+    # the first one's (what proxies that predate listener names read).
+    listeners: tuple[tuple[str, str, int], ...] = ()
+
+    def address(self, listener_name: str | None) -> tuple[str, int]:
+        """Where a client of `listener_name` reaches this member (its first listener when it
+        has none of that name)."""
+        for name, host, port in self.listeners:
+            if name == listener_name:
+                return host, port
+        return self.host, self.port
 
 
 class ClusterView:
@@ -65,7 +76,8 @@ class ClusterView:
         current = self.members.get(node)
         if op == "join":
             try:
-                joiner = Member(node, instance, str(change["host"]), int(change["port"]))
+                joiner = Member(node, instance, str(change["host"]), int(change["port"]),
+                                _listeners(change.get("listeners")))
             except (KeyError, TypeError, ValueError):
                 return False
             if current is not None and (current.instance == instance or
@@ -147,3 +159,17 @@ class ClusterView:
             later_owner, later_epoch = previous, epoch
         self._handed_over.add(key)
         return True
+
+
+def _listeners(raw) -> tuple[tuple[str, str, int], ...]:
+    """The join record's {name: [host, port]} (absent from older proxies' records)."""
+    if not isinstance(raw, dict):
+        return ()
+    out = []
+    for name, address in raw.items():
+        try:
+            host, port = address
+            out.append((str(name), str(host), int(port)))
+        except (TypeError, ValueError):
+            continue
+    return tuple(out)

@@ -52,10 +52,11 @@ def offsets_key(index: int) -> str:
 
 class ClusterMembership:
     def __init__(self, storage: Storage, cluster_id: str, host: str, port: int,
-                 node_id: int | None = None) -> None:
+                 node_id: int | None = None, listeners: dict[str, tuple[str, int]] | None = None) -> None:
         self.storage = storage
         self.cluster_id = cluster_id
         self.host, self.port = host, port
+        self.addresses = listeners or {}  # listener name -> advertised (host, port)
         self.requested_node_id = node_id
         self.instance = uuid.uuid4().hex
         self.view = ClusterView()
@@ -137,7 +138,10 @@ class ClusterMembership:
         return self.view.free_node_id()
 
     def _join_change(self, node: int) -> dict:
-        return {"op": "join", "node": node, "instance": self.instance, "host": self.host, "port": self.port}
+        change = {"op": "join", "node": node, "instance": self.instance, "host": self.host, "port": self.port}
+        if self.addresses:
+            change["listeners"] = {name: [h, p] for name, (h, p) in self.addresses.items()}
+        return change
 
     def stop_serving(self) -> None:
         """Graceful stop, first step: serve nothing from now on (requests get retriable errors)."""

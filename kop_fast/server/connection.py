@@ -100,8 +100,10 @@ class _Slot:
 
 
 class KafkaConnection(asyncio.BufferedProtocol):
-    def __init__(self, node) -> None:
+    def __init__(self, node, listener=None) -> None:
         self.node = node
+        # The listener it came through: Metadata advertises that listener's addresses.
+        self.listener_name = listener.listener_name if listener is not None else None
         self.transport: asyncio.Transport | None = None
         self.peer = None  # the client's socket address
         self.peer_name = ""  # ... as HOST:PORT

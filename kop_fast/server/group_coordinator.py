@@ -60,6 +60,7 @@ from kop_fast.coordinator import (
 from kop_fast.protocol.errors import ErrorCode
 from kop_fast.server.cluster import offsets_key
 from kop_fast.server.storage_errors import storage_error_code
+from kop_fast.server.tenancy import split_scoped_group
 from kop_fast.storage.api import OffsetsLog, Storage
 
 log = logging.getLogger("kop_fast.coordinator")
@@ -338,10 +339,14 @@ class GroupCoordinator:
                 value = rec.decode_offset_commit_value(record.value)
             except rec.RecordDecodeError:
                 continue
-            info = self.storage.cached_topic(key.topic)
+            # A tenant's group (`tenant/ns/group`, server/tenancy.py) holds the short names of
+            # that tenant's topics; its subscription is named as the client names the group.
+            scope, group = split_scoped_group(key.group_id)
+            info = self.storage.cached_topic(key.topic if scope is None or "/" in key.topic
+                                             else f"{scope}/{key.topic}")
             if info is None or not 0 <= key.partition < info.partitions:
                 continue  # never create topics by mirroring to them
-            self.storage.mirror_commit(key.group_id, info, key.partition, value.offset)
+            self.storage.mirror_commit(group, info, key.partition, value.offset)
 
     # -- requests -------------------------------------------------------------------------------
     async def find_coordinator(self, key: str) -> int:

@@ -22,12 +22,14 @@ def leader_of(node, info: TopicInfo, index: int) -> tuple[int | None, int]:
     return (owner.node_id, epoch) if owner is not None else (None, -1)
 
 
-def live_brokers(node) -> list[tuple[int, str, int]]:
-    """(node id, host, port) of every live proxy, by node id."""
+def live_brokers(node, listener_name: str | None = None) -> list[tuple[int, str, int]]:
+    """(node id, host, port) of every live proxy, by node id, as a client of listener
+    `listener_name` reaches it (None: the first listener's addresses)."""
     cluster = node.cluster
     if cluster is None or not cluster.view.members:
-        return [(node.node_id, node.host, node.port)]
-    return [(m.node_id, m.host, m.port) for m in cluster.members()]
+        host, port = node.advertised.get(listener_name, (node.host, node.port))
+        return [(node.node_id, host, port)]
+    return [(m.node_id, *m.address(listener_name)) for m in cluster.members()]
 
 
 def leader_error(node, partition_name: str, requested_epoch: int = -1) -> ErrorCode:

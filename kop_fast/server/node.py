@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from kop_fast.config import Settings, advertised_address
+from kop_fast.config import Settings, advertised_addresses
 from kop_fast.producer_state import ProducerStateTable
 from kop_fast.server.cluster import ClusterMembership
 from kop_fast.server.connection import KafkaConnection
@@ -36,7 +36,19 @@ class KafkaNode:
         self.storage = storage
         self.registry = registry
         self.cluster_id = cluster_id
-        self.host, self.port = advertised_address(settings)  # what Metadata tells clients
+        # Listener name -> what Metadata tells that listener's clients; host/port: the first.
+        self.advertised = advertised_addresses(settings)
+        self.host, self.port = next(iter(self.advertised.values()))
+        # SSL and SASL_SSL listeners' certificates (reloaded on SIGHUP), None without any.
+        self.tls = None
+        if any(listener.uses_tls for listener in settings.listen):
+            from kop_fast.server.tls import ServerTls
+            self.tls = ServerTls(settings)
+        # SASL listeners' token verifier, built once (keys read at start).
+        self.authenticator = None
+        if any(listener.uses_sasl for listener in settings.listen):
+            from kop_fast.auth.authenticator import Authenticator
+            self.authenticator = Authenticator.from_settings(settings)
         self.connections: set[KafkaConnection] = set()
         self.limits = ConnectionLimits(settings)
         self._idle_sweeper = IdleSweeper(self.limits, self.connections)
@@ -75,8 +87,8 @@ class KafkaNode:
         for listener in self.settings.listen:
             try:
                 server = await loop.create_server(
-                    lambda: KafkaConnection(self), listener.host, listener.port,
-                    reuse_address=True, backlog=1024)
+                    _connection_factory(self, listener), listener.host, listener.port,
+                    reuse_address=True, backlog=1024, ssl=self.tls.front if listener.uses_tls else None)
             except OSError as exc:
                 await self.stop()
                 raise OSError(exc.errno, f"cannot listen on {listener.host}:{listener.port}: {exc.strerror}") from exc
@@ -85,10 +97,11 @@ class KafkaNode:
         self._idle_sweeper.start()
         if self.settings.metrics_listen is not None:
             await self._start_metrics(*self.settings.metrics_listen)
-        if not self.settings.advertised_listener:
-            # With port 0 the kernel chose the port: advertise the one we really have.
-            self.host, self.port = advertised_address(self.settings, bound[0][1])
-        self.cluster = ClusterMembership(self.storage, self.cluster_id, self.host, self.port, self.settings.node_id)
+        # With port 0 the kernel chose the port: advertise the one we really have.
+        self.advertised = advertised_addresses(self.settings, [port for _, port in bound])
+        self.host, self.port = next(iter(self.advertised.values()))
+        self.cluster = ClusterMembership(self.storage, self.cluster_id, self.host, self.port, self.settings.node_id,
+                                         self.advertised)
         try:
             await self.cluster.join()
         except BaseException:
@@ -99,6 +112,11 @@ class KafkaNode:
         self.producer_recovery.attach(self.cluster)
         start_sweeping(self)  # retention.ms overrides, enforced by this process
         return bound
+
+    def reload_tls(self) -> None:
+        """SIGHUP: new connections use the certificate files as they are now."""
+        if self.tls is not None:
+            self.tls.reload()
 
     def _settle_appends(self):
         if self.inflight_appends:
@@ -142,3 +160,10 @@ class KafkaNode:
         if self._metrics_server is not None:  # last: /ready says 503 while draining
             await self._metrics_server.stop()
             self._metrics_server = None
+
+
+def _connection_factory(node: KafkaNode, listener):
+    if listener.uses_sasl:
+        from kop_fast.server.sasl_connection import SaslConnection
+        return lambda: SaslConnection(node, listener)
+    return lambda: KafkaConnection(node, listener)

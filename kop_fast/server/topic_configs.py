@@ -421,5 +421,6 @@ async def existing_topic_or_error(node, name: str):
     error, info = await resolve_topic(node, name, auto_create=False)
     if info is None:
         raise ResourceError(error, f"Topic '{name}' does not exist" if error == ErrorCode.unknown_topic_or_partition
+                            else f"Topic '{name}' is not this tenant's" if error == ErrorCode.topic_authorization_failed
                             else f"Topic name '{name}' is not valid")
     return info

@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable, Hashable, Iterable, Sequence
 
 from kop_fast.protocol.errors import ErrorCode, KafkaError
 from kop_fast.server.storage_errors import storage_error_code
+from kop_fast.server.tenancy import ForeignTopic
 from kop_fast.storage.api import InvalidPartitions, InvalidTopicName, TopicExists, TopicInfo, UnknownTopic
 
 log = logging.getLogger("kop_fast.topics")
@@ -46,6 +47,8 @@ async def resolve_topic(node, name: str, auto_create: bool) -> tuple[ErrorCode, 
                 info = await storage.create_topic(name, node.settings.default_num_partitions)
             except TopicExists as exc:
                 info = exc.info
+    except ForeignTopic:  # a full name outside the connection's tenant (server/tenancy.py)
+        return ErrorCode.topic_authorization_failed, None
     except InvalidTopicName:
         return ErrorCode.invalid_topic_exception, None
     if info is None:
@@ -61,11 +64,22 @@ async def existing_topic(node, name: str) -> TopicInfo | None:
     return info
 
 
+def missing_topic_error(node, name: str) -> ErrorCode:
+    """Why a partition request found no topic (off the hot path: only when it found none):
+    another tenant's topic is refused, not unknown."""
+    is_foreign = getattr(node.storage, "is_foreign", None)  # a tenant's view (server/tenancy.py)
+    if is_foreign is not None and is_foreign(name):
+        return ErrorCode.topic_authorization_failed
+    return ErrorCode.unknown_topic_or_partition
+
+
 async def current_topic(node, name: str) -> TopicInfo | None:
     """The topic's layout as the storage has it now (the admin APIs change topics: no cache),
     None when there is no such topic (a name the storage refuses names none)."""
     try:
         return await node.storage.describe_topic(name)
+    except ForeignTopic:
+        raise  # another tenant's: refused (TOPIC_AUTHORIZATION_FAILED), not "unknown"
     except InvalidTopicName:
         return None
 
@@ -118,6 +132,8 @@ def _failure(exc: BaseException) -> tuple[ErrorCode, str | None]:
         return ErrorCode.topic_already_exists, f"Topic '{exc.info.name}' already exists."
     if isinstance(exc, UnknownTopic):
         return ErrorCode.unknown_topic_or_partition, str(exc)
+    if isinstance(exc, ForeignTopic):
+        return ErrorCode.topic_authorization_failed, str(exc)
     if isinstance(exc, InvalidPartitions):
         return ErrorCode.invalid_partitions, str(exc)
     if isinstance(exc, InvalidTopicName):

@@ -226,8 +226,9 @@ class Storage(Protocol):
         The engine applies what it can (Pulsar: retention through the admin API); what
         a setting means for Kafka clients is the server's business. Raises UnknownTopic."""
 
-    async def list_topics(self) -> list[TopicInfo]:
-        """Every topic of the configured namespace, sorted by name."""
+    async def list_topics(self, scope: str | None = None) -> list[TopicInfo]:
+        """Every topic of the configured namespace (of `scope`, "tenant/namespace", when given:
+        a SASL tenant's), sorted by name."""
 
     async def cluster_id(self, proposed: str) -> str:
         """The Kafka cluster id of every proxy on this engine: kept by the engine, the

@@ -270,7 +270,7 @@ class MemoryStorage:
     async def set_topic_configs(self, topic: TopicInfo, configs: Mapping[str, str]) -> None:
         self._current(topic).configs = dict(configs)
 
-    async def list_topics(self) -> list[TopicInfo]:
+    async def list_topics(self, scope: str | None = None) -> list[TopicInfo]:
         return [self._info(name) for name in sorted(self.engine.topics)]
 
     async def cluster_id(self, proposed: str) -> str:

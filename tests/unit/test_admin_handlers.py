@@ -54,7 +54,7 @@ def memory_kafka_node(storage: MemoryStorage | None = None, **topics: int) -> Ka
 async def call(node: KafkaNode, api_key: int, version: int, request):
     """The handler's response to `request` (sent through kio's codec), checked to round-trip."""
     ctx = SimpleNamespace(node=node, api_version=version, response_schema=response_schema(api_key, version),
-                          header=SimpleNamespace(client_id="client"), connection=SimpleNamespace(peer=("127.0.0.1", 1)))
+                          header=SimpleNamespace(client_id="client"), connection=SimpleNamespace(peer=("127.0.0.1", 1), listener_name=None))
     result = REGISTRY.get(api_key).handle(ctx, roundtrip(request))
     if inspect.isawaitable(result):
         result = await result

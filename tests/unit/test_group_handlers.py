@@ -104,7 +104,7 @@ def context(api_key: int, version: int, coordinator):
     node.group_coordinator = coordinator
     return SimpleNamespace(node=node, api_version=version, response_schema=response_schema(api_key, version),
                            header=SimpleNamespace(client_id="client"),
-                           connection=SimpleNamespace(peer=("127.0.0.1", 5555)))
+                           connection=SimpleNamespace(peer=("127.0.0.1", 5555), listener_name=None))
 
 
 def nested(schema, class_name, **fields):

@@ -26,5 +26,7 @@ from kop_fast.server.handlers import (  # noqa: F401
     offset_delete,
     offset_fetch,
     produce,
+    sasl_authenticate,
+    sasl_handshake,
     sync_group,
 )

@@ -44,7 +44,7 @@ def handle_describe_cluster(ctx, request):
         return make(schema, throttle_time=_ZERO, error_code=error, error_message=message, cluster_id="",
                     controller_id=-1, brokers=(), cluster_authorized_operations=_OPERATIONS_NOT_ASKED)
     broker_cls = sibling(schema, "DescribeClusterBroker")
-    members = live_brokers(node)
+    members = live_brokers(node, ctx.connection.listener_name)
     brokers = tuple(make(broker_cls, broker_id=n, host=h, port=p, rack=None, is_fenced=False) for n, h, p in members)
     operations = CLUSTER_OPERATIONS if request.include_cluster_authorized_operations else _OPERATIONS_NOT_ASKED
     return make(schema, throttle_time=_ZERO, error_code=ErrorCode.none, error_message=None,

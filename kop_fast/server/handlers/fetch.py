@@ -22,7 +22,7 @@ from kop_fast.protocol.fetch_response import FetchPartitionResult, encode_fetch_
 from kop_fast.server.leaders import leader_error
 from kop_fast.server.registry import api
 from kop_fast.server.storage_errors import storage_error_code
-from kop_fast.server.topics import existing_topic
+from kop_fast.server.topics import existing_topic, missing_topic_error
 
 log = logging.getLogger("kop_fast.fetch")
 
@@ -42,7 +42,9 @@ class _PartitionFetch:
 async def _prepare(node, name: str, request_partition) -> _PartitionFetch:
     index = request_partition.partition
     info = await existing_topic(node, name)
-    if info is None or not 0 <= index < info.partitions:
+    if info is None:
+        return _PartitionFetch(FetchPartitionResult(index, missing_topic_error(node, name)))
+    if not 0 <= index < info.partitions:
         return _PartitionFetch(FetchPartitionResult(index, ErrorCode.unknown_topic_or_partition))
     error = leader_error(node, node.storage.partition_name(info, index),
                          getattr(request_partition, "current_leader_epoch", -1))

@@ -35,11 +35,13 @@ async def _lookup(ctx, key_type: int, key: str) -> tuple[ErrorCode, str | None, 
     coordinator = coordinator_of(ctx)
     owner = ctx.node.cluster.owner(offsets_key(coordinator.partition_index(key)))[0] if ctx.node.cluster else None
     if owner is not None and owner is not ctx.node.cluster.me:
-        return ErrorCode.none, None, {"node_id": owner.node_id, "host": owner.host, "port": owner.port}
+        host, port = owner.address(ctx.connection.listener_name)
+        return ErrorCode.none, None, {"node_id": owner.node_id, "host": host, "port": port}
     code = await coordinator.find_coordinator(key)
     if code == ErrorCode.none:
         node = ctx.node
-        return ErrorCode.none, None, {"node_id": node.node_id, "host": node.host, "port": node.port}
+        host, port = node.advertised.get(ctx.connection.listener_name, (node.host, node.port))
+        return ErrorCode.none, None, {"node_id": node.node_id, "host": host, "port": port}
     return kafka_error(code), "the group's coordinator is not available yet", _NOWHERE
 
 

@@ -15,7 +15,7 @@ from kop_fast.protocol.errors import ErrorCode
 from kop_fast.server.leaders import leader_error
 from kop_fast.server.registry import api
 from kop_fast.server.storage_errors import storage_error_code
-from kop_fast.server.topics import existing_topic
+from kop_fast.server.topics import existing_topic, missing_topic_error
 
 log = logging.getLogger("kop_fast.list_offsets")
 
@@ -29,7 +29,9 @@ _ZERO = datetime.timedelta(0)
 async def _lookup(node, name: str, index: int, timestamp: int, leader_epoch: int) -> tuple[ErrorCode, int, int]:
     """(error, timestamp, offset) for one partition."""
     info = await existing_topic(node, name)
-    if info is None or not 0 <= index < info.partitions:
+    if info is None:
+        return missing_topic_error(node, name), -1, -1
+    if not 0 <= index < info.partitions:
         return ErrorCode.unknown_topic_or_partition, -1, -1
     error = leader_error(node, node.storage.partition_name(info, index), leader_epoch)
     if error:

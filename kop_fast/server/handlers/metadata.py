@@ -86,7 +86,7 @@ async def handle_metadata(ctx, request):
             error, info = results.pop()
             entries.append(_topic_entry(schema, node, topic.name, error, info))
     broker_cls = sibling(schema, "MetadataResponseBroker")
-    members = live_brokers(node)
+    members = live_brokers(node, ctx.connection.listener_name)  # the listener the client came through
     brokers = tuple(make(broker_cls, node_id=n, host=h, port=p, rack=None) for n, h, p in members)
     return make(schema, throttle_time=_ZERO, brokers=brokers, cluster_id=node.cluster_id,
                 controller_id=members[0][0] if members else -1, topics=tuple(entries),

@@ -324,12 +324,12 @@ class PulsarStorage:
         kop_fast can also honour itself."""
         return self.admin is not None
 
-    async def list_topics(self) -> list[TopicInfo]:
-        ns = self.naming
+    async def list_topics(self, scope: str | None = None) -> list[TopicInfo]:
+        ns = self.naming if scope is None else TopicNaming(*scope.split("/", 1))
         await self.topics.catch_up()
         if self.admin is not None:
             try:
-                await self._refresh_admin_topics()
+                await self._refresh_admin_topics(ns)
             except Exception as exc:  # the admin API is optional help: answer with what we know
                 log.warning("listing partitioned topics through the admin API failed: %s", exc)
         prefix = f"persistent://{ns.tenant}/{ns.namespace}/"
@@ -340,9 +340,8 @@ class PulsarStorage:
     async def cluster_id(self, proposed: str) -> str:
         return await self.topics.claim_cluster_id(proposed)
 
-    async def _refresh_admin_topics(self) -> None:
+    async def _refresh_admin_topics(self, ns: TopicNaming) -> None:
         """Learn the partitioned topics Pulsar knows in the namespace."""
-        ns = self.naming
         for pulsar_topic in await self.admin.partitioned_topics(ns.tenant, ns.namespace):
             if pulsar_topic not in self._admin_topics:
                 count = await self.admin.partitions(pulsar_topic)
