@@ -133,6 +133,7 @@ def main(argv=None) -> int:
     samples: list[dict] = []
     try:
         port = wait_ready(data / "kop-fast.log", server)
+        print(f"kop-fast pid {server.pid}, log {data / 'kop-fast.log'}", flush=True)
         bootstrap = f"127.0.0.1:{port}"
         producer = Producer(bootstrap, args.rate)
         producer.start()

@@ -27,6 +27,10 @@ log = logging.getLogger("kop_fast.partition")
 
 # A reader stops pumping once this much is buffered and waits for fetches to take it.
 READER_BUFFER_BYTES = 8 * 1024 * 1024
+# A reader no fetch has used for IDLE_AFTER_S reads ahead only this far: its consumer may be
+# gone (a group member that left), and idle readers live READER_IDLE_S before they are closed.
+IDLE_BUFFER_BYTES = 256 * 1024
+IDLE_AFTER_S = 5.0
 # Receiver queues. pulsar-lite stalls readers now and then (nothing delivered although
 # entries exist) when large messages meet a large queue: on a 300k-record consume of
 # Kafka-format entries (~400 KB each), queue 1000 gave stalls and 38-77k records/s,
@@ -185,7 +189,8 @@ class TailReader:
             return
         self._items.extend(chunk)
         self._buffered += size
-        if self._buffered >= READER_BUFFER_BYTES:
+        if self._buffered >= READER_BUFFER_BYTES or (
+                self._buffered >= IDLE_BUFFER_BYTES and time.monotonic() - self.last_used > IDLE_AFTER_S):
             self._room.clear()
         self.last_delivery = time.monotonic()
         self.partition.observe_end(chunk[-1].next_offset)
