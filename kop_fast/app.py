@@ -82,9 +82,15 @@ async def serve(settings: Settings, pulsar_url: str) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    from kop_fast.storage.pulsar.storage import OffsetModeMismatch
+
     storage = PulsarStorage(settings, pulsar_url)
     try:
         await storage.start()
+    except OffsetModeMismatch as exc:
+        fatal(settings, str(exc))
+        await storage.close()
+        return 1
     except Exception as exc:  # noqa: BLE001 - say why in one line, whatever it is
         fatal(settings, f"cannot use Pulsar at {pulsar_url}: {exc}")
         await storage.close()

@@ -40,8 +40,11 @@ FORMAT_PROPERTY = "kafka.format"
 FORMAT_V2 = "v2"
 RECORDS_PROPERTY = "kafka.records"
 KEY_B64_PROPERTY = "kafka.key.b64"
+# `--offset-mode consecutive`: the Kafka offset of the message (a Kafka-format entry: of
+# its first record), set by the partition's owner when it stores it.
+OFFSET_PROPERTY = "kafka.offset"
 # Properties kop_fast itself sets; they never become Kafka headers.
-RESERVED_PROPERTIES = frozenset({FORMAT_PROPERTY, RECORDS_PROPERTY, KEY_B64_PROPERTY})
+RESERVED_PROPERTIES = frozenset({FORMAT_PROPERTY, RECORDS_PROPERTY, KEY_B64_PROPERTY, OFFSET_PROPERTY})
 
 
 def is_kafka_entry(properties: dict) -> bool:
