@@ -58,8 +58,12 @@ def records(message) -> list:
     properties = message.properties()
     if not is_kafka_entry(properties):
         raise ValueError("not a kop_fast kafka-format message (no kafka.format=v2 property)")
-    mid = message.message_id()
-    base = codec.pack_offset(mid.ledger_id(), mid.entry_id(), 0)
+    stamp = properties.get(OFFSET_PROPERTY)
+    if stamp is not None:  # --offset-mode consecutive: the owner's stamp (a lower bound, see offsets_consecutive.py)
+        base = int(stamp)
+    else:
+        mid = message.message_id()
+        base = codec.pack_offset(mid.ledger_id(), mid.entry_id(), 0)
     data = bytearray(message.data())
     codec.patch_base_offset(data, base)
     out = []

@@ -51,6 +51,9 @@ class OffsetIndex:
         return len(self._bases)
 
     def add(self, ledger: int, entry: int, base: int) -> None:
+        pinned = _at(self._ledger_bases, self._ledger_positions, (ledger, entry))
+        if pinned is not None and pinned > base:
+            base = pinned
         _insert(self._bases, self._positions, (ledger, entry), base)
         if len(self._bases) > self._max:
             self._thin()
@@ -99,12 +102,23 @@ class OffsetIndex:
                 best = (*positions[i], bases[i])
         return best
 
+    def point_at(self, ledger: int, entry: int) -> int | None:
+        """The base offset known for the entry at (ledger, entry), or None."""
+        known = [b for b in (_at(self._bases, self._positions, (ledger, entry)),
+                             _at(self._ledger_bases, self._ledger_positions, (ledger, entry))) if b is not None]
+        return max(known) if known else None
+
     def first(self) -> tuple[int, int, int] | None:
         best = None
         for bases, positions in ((self._bases, self._positions), (self._ledger_bases, self._ledger_positions)):
             if bases and (best is None or positions[0] < best[:2]):
                 best = (*positions[0], bases[0])
         return best
+
+
+def _at(bases: list, positions: list, position: tuple[int, int]) -> int | None:
+    i = bisect_left(positions, position)
+    return bases[i] if i < len(positions) and positions[i] == position else None
 
 
 def _insert(bases: list, positions: list, position: tuple[int, int], base: int) -> None:
@@ -150,14 +164,14 @@ async def locate(index: OffsetIndex, offset: int, last: tuple[int, int], probe) 
             if ledger == hi[0]:
                 return lo
             # The ledger ends after `lo`: the next entry is the first of a later ledger.
-            found = await probe(ledger, entry + 1, hi)
+            found = _known(index, await probe(ledger, entry + 1, hi))
             if found is None or found[2] > offset:
                 return lo
             index.add(*found)
             lo = found
             continue
         mid = (entry + 1 + top) // 2
-        found = await probe(ledger, mid, hi)
+        found = _known(index, await probe(ledger, mid, hi))
         if found is None or found[2] > offset:
             if found is not None:
                 index.add(*found)
@@ -165,3 +179,11 @@ async def locate(index: OffsetIndex, offset: int, last: tuple[int, int], probe) 
         else:
             index.add(*found)
             lo = found
+
+
+def _known(index: OffsetIndex, found):
+    """A probed entry at the larger of its stamp and what the index knows for it (an owner's correction)."""
+    if found is None:
+        return None
+    known = index.point_at(found[0], found[1])
+    return found if known is None or known <= found[2] else (found[0], found[1], known)

@@ -178,6 +178,7 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
         self._stale = False
         self._in_flight = 0
         self._drained: list[asyncio.Future] = []
+        self._corrections: list = []  # (ledger, entry, stamp, future of the offset to answer)
         self._queue: deque = deque()  # appends waiting for the end to be learned
         self._learning: asyncio.Task | None = None
         # (ledger, entry, base, end) of the last entry this process knows (wrote or read to the end)
@@ -246,7 +247,9 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
         messages = await self._end_from_stamp(ledger, entry)
         if messages:
             self._learn_walk(messages)
-            self._start_floor = max(self._start_floor, messages[-1][1].next_offset)
+            old = [item for position, item, _ in messages if position[:2] <= (ledger, entry)]
+            if old:
+                self._start_floor = max(self._start_floor, old[-1].next_offset)
         self._floor_loaded = True
 
     async def _end_from_stamp(self, ledger: int, entry: int) -> list:
@@ -369,8 +372,7 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
             return self._send(batch, record_count)
         fut = asyncio.get_running_loop().create_future()
         self._queue.append((bytes(batch), record_count, fut))
-        if self._learning is None:
-            self._learning = asyncio.ensure_future(self._learn_next())
+        self._start_learning()
         return fut
 
     def _send(self, batch, record_count: int) -> asyncio.Future:
@@ -380,22 +382,26 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
         if self.entry_format == "kafka":
             # The one copy: the stored batch with its real base offset (the CRC does not cover it).
             data = b"".join((base.to_bytes(8, "big", signed=True), memoryview(batch)[8:]))
-            fut = producer.append_kafka_batch(data, record_count, base)
+            parts = [producer.append_kafka_batch(data, record_count, base)]
         else:
             records = codec.decode_batches(batch)[0].records
             capacity = codec.get_offset_layout().max_index + 1
             if len(records) <= capacity:
-                fut = producer.append_native(records, bytes(batch), base)
+                parts = [producer.append_native(records, bytes(batch), base)]
             else:
-                fut = _first_of_all([producer.append_native(records[i:i + capacity], None, base + i)
-                                     for i in range(0, len(records), capacity)])
-        self._in_flight += 1
-        fut.add_done_callback(self._settled)
-        return fut
+                parts = [producer.append_native(records[i:i + capacity], None, base + i)
+                         for i in range(0, len(records), capacity)]
+        # Receipts (`_stored`) or failures count them down.
+        self._in_flight += len(parts)
+        for part in parts:
+            part.add_done_callback(self._maybe_failed)
+        return parts[0] if len(parts) == 1 else _first_of_all(parts)
 
-    def _settled(self, fut) -> None:
-        if not fut.cancelled():
-            fut.exception()  # retrieved: the caller may be gone (acks=0)
+    def _maybe_failed(self, fut) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self._count_down()
+
+    def _count_down(self) -> None:
         self._in_flight -= 1
         if self._in_flight == 0:
             self._confirmed_at = time.monotonic()
@@ -404,13 +410,21 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def _start_learning(self) -> None:
+        if self._learning is None:
+            self._learning = asyncio.ensure_future(self._learn_next())
+
     async def _learn_next(self) -> None:
+        """Learn the end from Pulsar once every append in flight has its receipt; then answer
+        the appends stored while someone else wrote (`_corrections`) and send what waited."""
+        corrections: list = []
         try:
             while self._in_flight:
                 waiter = asyncio.get_running_loop().create_future()
                 self._drained.append(waiter)
                 await waiter
             self._stale = False
+            corrections, self._corrections = self._corrections, []
             _, hwm = await self.bounds(refresh=True)
             self._next = max(self._next or 0, hwm)
             self._confirmed_at = time.monotonic()
@@ -422,23 +436,38 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
             return
         finally:
             self._learning = None
+            for ledger, entry, stamp, fut in corrections:
+                effective = self.index.point_at(ledger, entry)
+                effective = stamp if effective is None else max(effective, stamp)
+                if effective != stamp and self._record_ledger is not None:
+                    # Pinned for every proxy: a probe of this entry reads only its (lower) stamp.
+                    task = asyncio.ensure_future(self._record_ledger(ledger, entry, effective, None))
+                    task.add_done_callback(_log_failure)
+                if not fut.done():
+                    fut.set_result(effective)
         queue, self._queue = self._queue, deque()
         for batch, count, fut in queue:
-            inner = self._send(batch, count)
-            _chain(inner, fut)
+            _chain(self._send(batch, count), fut)
 
-    def _stored(self, ledger: int, entry: int, base: int, count: int, batch: bytes | None) -> None:
+    def _stored(self, ledger: int, entry: int, base: int, count: int, batch: bytes | None):
+        self._count_down()
         tail = self._tail
         new_ledger = tail is None or ledger != tail[0]
         if tail is not None and (ledger, entry) > tail[:2]:
             expected = (tail[0], tail[1] + 1) if not new_ledger else (ledger, 0)
             if (ledger, entry) != expected and not self._stale:
                 # Someone else wrote between our last entry and this one (another proxy, a
-                # Pulsar application): learn the end again before the next append.
-                log.info("%s: entries at %s..%s were written by someone else; relearning the end",
+                # Pulsar application): this entry's stamp may be too low. Learn the end again
+                # (reading the gap) before the next append, and answer the real offset.
+                log.info("%s: entries %s..%s were written by someone else; relearning the end",
                          self.topic, expected, (ledger, entry))
                 self._stale = True
-        if not self._stale:
+        correction = None
+        if self._stale:
+            correction = asyncio.get_running_loop().create_future()
+            self._corrections.append((ledger, entry, base, correction))
+            self._start_learning()
+        else:
             self._set_tail(ledger, entry, base, base + count)
         self._confirmed_at = time.monotonic()
         self.index.add(ledger, entry, base)
@@ -448,7 +477,13 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
                 self.index.note_ledger_end(*previous)
             task = asyncio.ensure_future(self._record_ledger(ledger, entry, base, previous))
             task.add_done_callback(_log_failure)
+        if correction is not None:
+            # Not cached at a stamp that may be too low: the cache's run ends here.
+            if self.cache is not None:
+                self.cache.reset()
+            batch = None
         super()._stored(ledger, entry, base, count, batch)
+        return correction
 
     # -- fetches -------------------------------------------------------------------------------
     async def _lease_reader(self, offset: int) -> TailReader:

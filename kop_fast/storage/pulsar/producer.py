@@ -5,7 +5,9 @@ they are called is the order in which Pulsar stores the data, also while the
 producer is still being created (they wait in `_backlog`, FIFO). Each stored
 entry is reported to `on_stored(ledger, entry, base_offset, record_count,
 cacheable_batch)` before its future resolves, also when nobody waits for the
-future any more (acks=0, a closed connection).
+future any more (acks=0, a closed connection). `on_stored` may return a future of
+the offset to answer instead (consecutive offsets: the entry's stamp was too low
+because someone else wrote in between, see offsets_consecutive.py).
 """
 
 from __future__ import annotations
@@ -169,9 +171,12 @@ class PartitionProducer:
         base = codec.pack_offset(ledger, entry, 0) if offset is None else offset
         # Also when the producer's future is gone (acks=0, a closed connection): the
         # entry is stored, and the run of cached entries must not skip it.
-        self._on_stored(ledger, entry, base, record_count, batch)
+        correction = self._on_stored(ledger, entry, base, record_count, batch)
         if not fut.done():
-            fut.set_result(base)
+            if correction is None:
+                fut.set_result(base)
+            else:
+                chain(correction, fut)
 
     def _send_native(self, fut, records, batch: bytes | None, offset: int | None) -> None:
         # No await between the first send and the flush: nothing else can join this Pulsar batch.
@@ -193,9 +198,12 @@ class PartitionProducer:
             base = codec.pack_offset(ledger, entry, index) if offset is None else offset
             last = state["last"] or mid
             whole = batch is not None and index == 0 and (last.ledger_id(), last.entry_id()) == (ledger, entry)
-            self._on_stored(ledger, entry, base, count, batch if whole else None)
+            correction = self._on_stored(ledger, entry, base, count, batch if whole else None)
             if not fut.done():
-                fut.set_result(base)
+                if correction is None:
+                    fut.set_result(base)
+                else:
+                    chain(correction, fut)
 
         def on_first(result, mid):
             if result == _OK:
@@ -261,3 +269,17 @@ class PartitionProducer:
         producer, self._producer = self._producer, None
         if producer is not None:
             await close_quietly(self.bridge, producer)
+
+
+def chain(inner: asyncio.Future, outer: asyncio.Future) -> None:
+    """`outer` gets `inner`'s outcome."""
+    def done(fut: asyncio.Future) -> None:
+        if outer.done():
+            return
+        if fut.cancelled():
+            outer.cancel()
+        elif fut.exception() is not None:
+            outer.set_exception(fut.exception())
+        else:
+            outer.set_result(fut.result())
+    inner.add_done_callback(done)
