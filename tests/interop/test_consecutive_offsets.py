@@ -192,3 +192,75 @@ def test_offset_mode_is_the_clusters_and_a_mismatch_refuses_to_start(tmp_path):
         same.stop()
     finally:
         srv.stop()
+
+
+def test_plain_pulsar_topic_is_numbered_from_zero_identically_on_both_proxies(proxies):
+    a, b = proxies
+    topic = unique("plain")
+    client = pulsar.Client(a.pulsar_url)
+    try:
+        producer = client.create_producer(f"persistent://public/default/{topic}", batching_enabled=True,
+                                          batching_max_publish_delay_ms=20)
+        for i in range(30):
+            if i % 7 == 0:
+                producer.send(b"n%d" % i)  # one entry
+            else:
+                producer.send_async(b"n%d" % i, None)  # batched with its neighbours
+        producer.flush()
+        producer.close()
+    finally:
+        client.close()
+    want = [(i, b"n%d" % i) for i in range(30)]
+    for proxy in (a, b):
+        messages, errors = consume(proxy.bootstrap, topic, OFFSET_BEGINNING, 30)
+        assert [(m.offset(), m.value()) for m in messages] == want, errors[:3]
+        messages, errors = consume(proxy.bootstrap, topic, 17, 1)
+        assert [(m.offset(), m.value()) for m in messages] == [(17, b"n17")], errors[:3]
+        assert watermarks(proxy.bootstrap, topic) == (0, 30)
+
+
+def test_offsets_for_times_and_max_timestamp(proxies):
+    from confluent_kafka.admin import AdminClient, OffsetSpec
+
+    a, b = proxies
+    topic = unique("times")
+    create_topic(a.bootstrap, topic)
+    records = [(None, b"t%d" % i, None, BASE_TS + 10 * i) for i in range(60)]
+    assert produce(a.bootstrap, topic, records, {"linger.ms": 5, "batch.num.messages": 7}) == list(range(60))
+    for proxy in (a, b):
+        consumer = Consumer(consumer_conf(proxy.bootstrap))
+        try:
+            for i in (0, 1, 37, 59):
+                [tp] = consumer.offsets_for_times([TopicPartition(topic, 0, BASE_TS + 10 * i)], timeout=15)
+                assert tp.offset == i
+            [tp] = consumer.offsets_for_times([TopicPartition(topic, 0, BASE_TS + 10 * 37 - 3)], timeout=15)
+            assert tp.offset == 37
+        finally:
+            consumer.close()
+        admin = AdminClient({"bootstrap.servers": proxy.bootstrap})
+        tp = TopicPartition(topic, 0)
+        result = admin.list_offsets({tp: OffsetSpec.max_timestamp()})[tp].result(timeout=15)
+        assert (result.offset, result.timestamp) == (59, BASE_TS + 590)
+
+
+def test_entry_format_pulsar_one_message_per_record_each_with_its_offset(tmp_path):
+    srv = KopServer(tmp_path / "data", "--entry-format", "pulsar").start()
+    try:
+        topic = unique("pulsar-format")
+        create_topic(srv.bootstrap, topic)
+        assert _ten_then_hundred(srv.bootstrap, topic) == list(range(110))
+        messages, errors = consume(srv.bootstrap, topic, OFFSET_BEGINNING, 110)
+        assert [m.offset() for m in messages] == list(range(110)), errors[:3]
+        messages, errors = consume(srv.bootstrap, topic, 20, 1)
+        assert [(m.offset(), m.value()) for m in messages] == [(20, b"batch-10")], errors[:3]
+        client = pulsar.Client(srv.pulsar_url)
+        try:
+            reader = client.create_reader(f"persistent://public/default/{topic}-partition-0",
+                                          pulsar.MessageId.earliest)
+            stamps = [int(reader.read_next(5000).properties()["kafka.offset"]) for _ in range(110)]
+            reader.close()
+        finally:
+            client.close()
+        assert stamps == list(range(110))
+    finally:
+        srv.stop()
