@@ -6,9 +6,13 @@ record batch, CRC intact, maybe compressed); its properties mark it:
 
     kafka.format  = "v2"        the payload is a Kafka v2 record batch
     kafka.records = "<count>"   records in the batch
+    kafka.offset  = "<offset>"  (--offset-mode consecutive) the batch's base offset
 
-The batch's stored base offset is meaningless; the real offset of record i is
-`pack_offset(ledger, entry, 0) + i` (see docs/CODEC.md). A Pulsar consumer turns
+With consecutive offsets (the default) the stored batch carries its base offset
+too, and record i is at kafka.offset + i (docs/ARCHITECTURE.md, "Offsets", for
+Pulsar producers' messages in between). With `--offset-mode packed` the stored base
+offset is meaningless; the real offset of record i is `pack_offset(ledger, entry,
+0) + i` (see docs/CODEC.md). A Pulsar consumer turns
 such a message back into records with `records(message)`:
 
     import pulsar
