@@ -255,11 +255,16 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
     async def _end_from_stamp(self, ledger: int, entry: int) -> list:
         """A forward read to the end starting at the last stamped entry at or before (ledger, entry)."""
         step = 0
+        before = (ledger, entry + 1)
         while True:
             at = max(entry - step, 0)
-            found = await self._probe(ledger, at, (ledger, entry + 1))
-            if found is not None:
-                return await self._walk(found[:2], found[2])
+            messages = await self._walk(
+                (ledger, at), 0, lambda position, item, stamped: stamped or position[:2] >= before, PROBE_SCAN)
+            if messages and messages[-1][2] and messages[-1][0][:2] < before:
+                position, item, _ = messages[-1]
+                if position[:2] == (ledger, entry) and type(item) is KafkaEntry:
+                    return [messages[-1]]  # the entry asked about is one stamped Kafka batch: its end is known
+                return await self._walk(position[:2], item.base_offset)
             if at == 0:
                 # No stamp in this ledger up to there: from the last point known before it.
                 point = self.index.before_position((ledger, 0))
