@@ -264,3 +264,50 @@ def test_entry_format_pulsar_one_message_per_record_each_with_its_offset(tmp_pat
         assert stamps == list(range(110))
     finally:
         srv.stop()
+
+
+def test_pulsar_producer_writing_while_a_kafka_producer_writes(proxies, tmp_path):
+    """Interleaved writers: the Kafka producer is answered with the offsets every proxy reads,
+    also a proxy that starts afterwards and seeks cold (the owner pins the offsets it corrected)."""
+    import threading
+
+    a, b = proxies
+    topic = unique("interleaved")
+    create_topic(a.bootstrap, topic)
+    client = pulsar.Client(a.pulsar_url)
+    stop = threading.Event()
+
+    def pulsar_writer():
+        producer = client.create_producer(f"persistent://public/default/{topic}-partition-0",
+                                          batching_enabled=False)
+        i = 0
+        while not stop.is_set() and i < 300:
+            producer.send(b"p%d" % i)
+            i += 1
+            time.sleep(0.002)
+        producer.close()
+
+    thread = threading.Thread(target=pulsar_writer)
+    thread.start()
+    try:
+        offsets = produce(a.bootstrap, topic, [(None, b"k%d" % i, None, None) for i in range(300)],
+                          {"linger.ms": 0, "max.in.flight": 5, "batch.num.messages": 10})
+    finally:
+        stop.set()
+        thread.join()
+        client.close()
+    assert len(set(offsets)) == 300
+    _, end = watermarks(a.bootstrap, topic)
+    later = KopServer(tmp_path / "later", "--pulsar-url", a.pulsar_url, "--cluster-id", "consecutive-later").start()
+    try:
+        for proxy in (a, b, later):
+            messages, errors = consume(proxy.bootstrap, topic, OFFSET_BEGINNING, end)
+            got = [(m.offset(), m.value()) for m in messages]
+            assert [o for o, _ in got] == list(range(end)), errors[:3]
+            kafka = {v: o for o, v in got if v.startswith(b"k")}
+            assert [kafka[b"k%d" % i] for i in range(300)] == offsets
+        for i in (0, 77, 150, 299):  # cold seeks on the proxy that started last
+            messages, errors = consume(later.bootstrap, topic, offsets[i], 1)
+            assert [(m.offset(), m.value()) for m in messages] == [(offsets[i], b"k%d" % i)], errors[:3]
+    finally:
+        later.stop()

@@ -231,7 +231,12 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
         (found_ledger, found_entry, _), item, stamped = messages[-1]
         if not stamped or (found_ledger, found_entry) >= before:
             return None
-        return found_ledger, found_entry, item.base_offset
+        return found_ledger, found_entry, self._known_base(found_ledger, found_entry, item.base_offset)
+
+    def _known_base(self, ledger: int, entry: int, stamp: int) -> int:
+        """A probed entry's offset: its stamp, or what the index knows for it (an owner's correction)."""
+        known = self.index.point_at(ledger, entry)
+        return stamp if known is None or known < stamp else known
 
     async def _locate(self, offset: int) -> tuple[int, int, int]:
         tail = self._tail
@@ -262,9 +267,11 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
                 (ledger, at), 0, lambda position, item, stamped: stamped or position[:2] >= before, PROBE_SCAN)
             if messages and messages[-1][2] and messages[-1][0][:2] < before:
                 position, item, _ = messages[-1]
-                if position[:2] == (ledger, entry) and type(item) is KafkaEntry:
+                base = self._known_base(position[0], position[1], item.base_offset)
+                if position[:2] == (ledger, entry) and type(item) is KafkaEntry and base == item.base_offset:
                     return [messages[-1]]  # the entry asked about is one stamped Kafka batch: its end is known
-                return await self._walk(position[:2], item.base_offset)
+                # Numbered forward from the stamped entry (the stamp itself may have been corrected).
+                return await self._walk(position[:2], base)
             if at == 0:
                 # No stamp in this ledger up to there: from the last point known before it.
                 point = self.index.before_position((ledger, 0))
@@ -421,38 +428,45 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
 
     async def _learn_next(self) -> None:
         """Learn the end from Pulsar once every append in flight has its receipt; then answer
-        the appends stored while someone else wrote (`_corrections`) and send what waited."""
-        corrections: list = []
+        the appends stored while someone else wrote (`_corrections`) and send what waited.
+        Appends wait (`_trusted` is false) until this is done."""
         try:
             while self._in_flight:
                 waiter = asyncio.get_running_loop().create_future()
                 self._drained.append(waiter)
                 await waiter
-            self._stale = False
             corrections, self._corrections = self._corrections, []
-            _, hwm = await self.bounds(refresh=True)
+            try:
+                _, hwm = await self.bounds(refresh=True)
+            except Exception as exc:
+                self._answer(corrections)
+                queue, self._queue = self._queue, deque()
+                for _batch, _count, fut in queue:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                return
             self._next = max(self._next or 0, hwm)
+            self._answer(corrections)
+            self._stale = False
             self._confirmed_at = time.monotonic()
-        except Exception as exc:
-            queue, self._queue = self._queue, deque()
-            for _batch, _count, fut in queue:
-                if not fut.done():
-                    fut.set_exception(exc)
-            return
         finally:
             self._learning = None
-            for ledger, entry, stamp, fut in corrections:
-                effective = self.index.point_at(ledger, entry)
-                effective = stamp if effective is None else max(effective, stamp)
-                if effective != stamp and self._record_ledger is not None:
-                    # Pinned for every proxy: a probe of this entry reads only its (lower) stamp.
-                    task = asyncio.ensure_future(self._record_ledger(ledger, entry, effective, None))
-                    task.add_done_callback(_log_failure)
-                if not fut.done():
-                    fut.set_result(effective)
         queue, self._queue = self._queue, deque()
         for batch, count, fut in queue:
             _chain(self._send(batch, count), fut)
+
+    def _answer(self, corrections: list) -> None:
+        """Appends stored while someone else wrote: their offsets as numbered from Pulsar."""
+        for ledger, entry, stamp, fut in corrections:
+            effective = self.index.point_at(ledger, entry)
+            effective = stamp if effective is None else max(effective, stamp)
+            if effective != stamp and self._record_ledger is not None:
+                # Pinned for every proxy: a probe of this entry reads only its (lower) stamp.
+                task = asyncio.ensure_future(self._record_ledger(ledger, entry, effective, None))
+                task.add_done_callback(_log_failure)
+            log.debug("%s: entry %s stamped %d is at offset %d", self.topic, (ledger, entry), stamp, effective)
+            if not fut.done():
+                fut.set_result(effective)
 
     def _stored(self, ledger: int, entry: int, base: int, count: int, batch: bytes | None):
         self._count_down()
@@ -511,6 +525,7 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
             start = message_id(ledger, entry)
         else:
             start, end = _pulsar.MessageId.earliest, 0
+        log.debug("%s: a reader for offset %d starts at %s numbered from %d", self.topic, offset, start, end)
         reader = TailReader(self, offset, Sequencer(end))
         reader.leased = True
         await reader.open(start)
