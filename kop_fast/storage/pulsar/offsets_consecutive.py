@@ -23,14 +23,21 @@ them. A stamp above the previous end (an append that failed after it took its
 offsets) leaves a gap, as compacted Kafka topics have.
 
 Where this is exact and where not: every proxy numbers a message the same way when
-it reads the log forward from a known point; a single probed entry (binary search)
-is taken at its stamp, which is exact unless a Pulsar application wrote into the
-partition *while* a Kafka producer was writing there, between the owner learning
-the end and its append landing. The owner sees that happen (its receipts' entry ids
-jump, or a new ledger does not begin with its entry), relearns the end by reading
-the gap and stamps what follows correctly; the entries stamped in the meantime keep
-their low stamps, which readers reading forward correct (the max above) but a probe
-landing exactly there does not, and the producer was answered with the stamp.
+it reads the log forward from a known point. A single probed entry (binary search)
+is taken at its stamp, which is exact unless a Pulsar application (or another
+writer) wrote into the partition *while* a Kafka producer was writing there, between
+the owner learning the end and its append landing. The owner sees that happen (its
+receipts' entry ids jump, or a new ledger does not begin with its entry): appends
+then wait, it reads the gap once every receipt is in, answers the appends stored
+meanwhile with the offsets the rule gives them (`_answer`), pins those offsets in
+the registry (every proxy's index takes a pinned offset over a probed stamp) and
+stamps what follows correctly. Left: an entry whose pin was never written (its owner
+died first) is found by a cold probe at its stamp, a few offsets low; a foreign
+message written at the end of a ledger just before the owner's first entry of the
+next ledger (entry 0, nothing to see in the ids) is not noticed at that append; the
+owner's one-second trust window (TRUST_S: after a pause it reads the end again,
+~3 ms on pulsar-lite) covers the case where that writer is another proxy that owned
+the partition in between.
 
 Reading: `offset_index.locate` (points learned from writes, reads and the owners'
 ledger records; a binary search over entry ids for the rest), then a reader that
