@@ -70,6 +70,9 @@ POINT_EVERY = 256
 # Pulsar) with nothing in flight; after that it reads the end again before an append
 # (another proxy may have owned the partition in the meantime).
 TRUST_S = 1.0
+# Every this many entries stored through this process is a point of the index (the entry
+# cache holds the recent ones exactly; ledger starts and gaps are always points).
+WRITTEN_POINT_EVERY = 64
 # A probe reads past at most this many messages without a stamp (a Pulsar application's run).
 PROBE_SCAN = 1000
 # The end is learned by reading forward from the last entry this process knows when
@@ -191,6 +194,8 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
         # (ledger, entry, base, end) of the last entry this process knows (wrote or read to the end)
         self._tail: tuple[int, int, int, int] | None = None
         self.pulsar_reads = 0  # one-off reads made to map offsets (probes and walks)
+        self._written = 0  # entries stored through this process (every WRITTEN_POINT_EVERY-th is a point)
+        self._producer.on_failed = self._count_down
 
     # -- points --------------------------------------------------------------------------------
     def learn_points(self, points) -> None:
@@ -410,15 +415,9 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
             else:
                 parts = [producer.append_native(records[i:i + capacity], None, base + i)
                          for i in range(0, len(records), capacity)]
-        # Receipts (`_stored`) or failures count them down.
+        # Receipts (`_stored`) or failures (the producer's `on_failed`) count them down.
         self._in_flight += len(parts)
-        for part in parts:
-            part.add_done_callback(self._maybe_failed)
         return parts[0] if len(parts) == 1 else _first_of_all(parts)
-
-    def _maybe_failed(self, fut) -> None:
-        if fut.cancelled() or fut.exception() is not None:
-            self._count_down()
 
     def _count_down(self) -> None:
         self._in_flight -= 1
@@ -476,6 +475,21 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
                 fut.set_result(effective)
 
     def _stored(self, ledger: int, entry: int, base: int, count: int, batch: bytes | None):
+        tail = self._tail
+        if tail is not None and entry == tail[1] + 1 and ledger == tail[0] and not self._stale:
+            # The common case: right after our previous entry.
+            self._tail = (ledger, entry, base, base + count)
+            self._confirmed_at = time.monotonic()
+            written = self._written = self._written + 1
+            if not written % WRITTEN_POINT_EVERY:
+                self.index.add(ledger, entry, base)
+            self._count_down()
+            return PulsarPartitionLog._stored(self, ledger, entry, base, count, batch)
+        return self._stored_after_a_gap(ledger, entry, base, count, batch)
+
+    def _stored_after_a_gap(self, ledger: int, entry: int, base: int, count: int, batch: bytes | None):
+        """A receipt that does not directly follow the last entry known: the first one, a new
+        ledger, or someone else wrote in between (see the module docstring)."""
         self._count_down()
         tail = self._tail
         new_ledger = tail is None or ledger != tail[0]

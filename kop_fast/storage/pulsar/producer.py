@@ -40,6 +40,8 @@ class PartitionProducer:
         self._producer_task: asyncio.Future | None = None
         self._backlog: deque = deque()  # (weight, send, future, args) waiting for a producer or room
         self._unacknowledged = 0  # messages sent and not yet acknowledged (or failed)
+        # Called with nothing for each append that failed (never reported to on_stored).
+        self.on_failed = None
 
     def append_kafka_batch(self, batch: bytes, record_count: int, offset: int | None = None) -> asyncio.Future:
         """Store one verified Kafka batch as one Pulsar message; the future gives its base offset.
@@ -90,6 +92,8 @@ class PartitionProducer:
         failed is replaced (once: later failures of the same producer find it gone)."""
         if exc.result != _pulsar.Result.Timeout and self._producer is producer:
             self.reset()
+        if self.on_failed is not None:
+            self.on_failed()
         if not fut.done():
             fut.set_exception(exc)
 
@@ -107,6 +111,8 @@ class PartitionProducer:
         except Exception as exc:
             backlog, self._backlog = self._backlog, deque()
             for _, _, fut, _args in backlog:
+                if self.on_failed is not None:
+                    self.on_failed()
                 if not fut.done():
                     fut.set_exception(exc)
             return
