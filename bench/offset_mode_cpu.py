@@ -5,7 +5,12 @@
 300,000 records of 100 B produced (confluent-kafka, linger 5 ms, acks=all) into one
 partition and consumed back, three rounds alternating the modes, a fresh server each.
 """
-import sys, time, tempfile, pathlib, os
+import os
+import pathlib
+import shutil
+import tempfile
+import time
+
 from tests.support import KopServer
 from tests.interop.test_produce_fetch import consumer_conf, create_topic, unique
 from confluent_kafka import Producer, Consumer, TopicPartition, OFFSET_BEGINNING
@@ -43,3 +48,4 @@ for rnd in range(3):
             print(mode, "produce %.2f us/rec cpu %.2fs wall, consume %.2f us/rec cpu %.2fs wall" % (res[mode][-1][0], res[mode][-1][2], res[mode][-1][1], res[mode][-1][3]), flush=True)
         finally:
             srv.stop()
+            shutil.rmtree(d, ignore_errors=True)
