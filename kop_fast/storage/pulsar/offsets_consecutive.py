@@ -124,48 +124,53 @@ class Sequencer:
         return points
 
 
-async def walk(reads, start: tuple[int, int] | None, end: int, stop=None, limit: int | None = None) -> list:
+async def walk(reads, start: tuple[int, int] | None, end: int, stop=None, limit: int | None = None,
+               keep: int | None = None) -> list:
     """Messages from `start` ((ledger, entry), inclusive; None: the first entry), numbered from
     `end` (the offset after the message before `start`), up to the topic's end as Pulsar has it
     or until `stop(position, item, stamped)` is true (that message included), at most `limit`.
-    Hedged and retried like the other one-off reads; [(position, item, stamped)]."""
+    Hedged and retried like the other one-off reads; [(position, item, stamped)], only the
+    last `keep` of them when given (a long read through Pulsar applications' messages)."""
     async def attempt(timeout: float):
         reader = await reads._open_reader(_pulsar.MessageId.earliest if start is None else message_id(*start))
         dedup = DuplicateFilter()
         sequencer = Sequencer(end)
-        out: list = []
+        out = [] if keep is None else deque(maxlen=keep)
+        taken = 0
 
         def take(msg) -> bool:
             position = position_of(msg)
             if not dedup.fresh_position(position):
                 return False
+            nonlocal taken
             stamped = OFFSET_PROPERTY in msg.properties()
             item = sequencer.convert(msg, position)
             out.append((position, item, stamped))
-            return (stop is not None and stop(position, item, stamped)) or (limit is not None and len(out) >= limit)
+            taken += 1
+            return (stop is not None and stop(position, item, stamped)) or (limit is not None and taken >= limit)
 
         try:
             if not await has_message_available(reads.bridge, reader):
-                return out
+                return list(out)
             while True:
                 if take(await reads._read(reader, timeout)):
-                    return out
+                    return list(out)
                 while True:  # what already waits in the queue, without a round trip each
                     try:
                         msg = reader.read_next(0)
                     except _pulsar.Timeout:
                         break
                     if take(msg):
-                        return out
+                        return list(out)
                 if not await has_message_available(reads.bridge, reader):
                     # pulsar-lite: the rest of a Pulsar batch may still arrive (see one_off._queued_end)
                     while True:
                         try:
                             msg = reader.read_next(0)
                         except _pulsar.Timeout:
-                            return out
+                            return list(out)
                         if take(msg):
-                            return out
+                            return list(out)
         finally:
             await close_quietly(reads.bridge, reader)
     return await reads._with_retries(attempt)
@@ -230,14 +235,14 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
             self.index.note_ledger_end(ledger, entry)
 
     # -- Pulsar reads ----------------------------------------------------------------------------
-    async def _walk(self, start, end, stop=None, limit=None) -> list:
+    async def _walk(self, start, end, stop=None, limit=None, keep=None) -> list:
         self.pulsar_reads += 1
-        return await walk(self._reads, start, end, stop, limit)
+        return await walk(self._reads, start, end, stop, limit, keep)
 
     async def _probe(self, ledger: int, entry: int, before: tuple[int, int]):
         """The first entry at or after (ledger, entry) and before `before` that carries a stamp."""
         messages = await self._walk(
-            (ledger, entry), 0, lambda position, item, stamped: stamped or position[:2] >= before, PROBE_SCAN)
+            (ledger, entry), 0, lambda position, item, stamped: stamped or position[:2] >= before, PROBE_SCAN, 1)
         if not messages:
             return None
         (found_ledger, found_entry, _), item, stamped = messages[-1]
@@ -276,7 +281,7 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
         while True:
             at = max(entry - step, 0)
             messages = await self._walk(
-                (ledger, at), 0, lambda position, item, stamped: stamped or position[:2] >= before, PROBE_SCAN)
+                (ledger, at), 0, lambda position, item, stamped: stamped or position[:2] >= before, PROBE_SCAN, 1)
             if messages and messages[-1][2] and messages[-1][0][:2] < before:
                 position, item, _ = messages[-1]
                 base = self._known_base(position[0], position[1], item.base_offset)
@@ -330,7 +335,8 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
 
     async def _item_at_or_after(self, offset: int):
         start = await self._start_for(offset)
-        messages = await self._walk(start[:2], start[2], lambda position, item, stamped: item.next_offset > offset)
+        messages = await self._walk(start[:2], start[2], lambda position, item, stamped: item.next_offset > offset,
+                                    keep=1)
         if not messages:
             raise LookupError(f"no record at or after offset {offset} in {self.topic}")
         return messages[-1][1]
