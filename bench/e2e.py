@@ -52,7 +52,8 @@ def parse_args(argv=None) -> tuple[Config, argparse.Namespace]:
     parser.add_argument("--systems", nargs="+", metavar="SYSTEM",
                         help=f"systems to run (default all: {' '.join(ALL_SYSTEMS)}); "
                              "kop-fast-kafka@LABEL runs the checkout named by --tree LABEL=PATH; "
-                             "kop-fast-kafka@metrics runs this one with --metrics-listen")
+                             "kop-fast-kafka@metrics runs this one with --metrics-listen, "
+                             "kop-fast-kafka@packed with --offset-mode packed")
     parser.add_argument("--tree", action="append", default=[], metavar="LABEL=PATH",
                         help="another kop_fast checkout (its codec built in place), for before/after runs "
                              "side by side; each kop-fast-*@LABEL system is paired with kop-fast-* in the ratios")

@@ -298,7 +298,8 @@ def wait_partitions(bootstrap: str, topic: str, partitions: int, timeout: float 
 class KopFast(System):
     protocol = "kafka"
 
-    def __init__(self, workdir: Path, entry_format: str, tree: str | None = None, metrics: bool = False) -> None:
+    def __init__(self, workdir: Path, entry_format: str, tree: str | None = None, metrics: bool = False,
+                 offset_mode: str | None = None) -> None:
         self.entry_format = entry_format
         self.name = f"kop-fast-{entry_format}"
         self.label = f"kop-fast ({entry_format} entries)"
@@ -307,6 +308,11 @@ class KopFast(System):
         if metrics:
             self.name += f"@{METRICS_VARIANT}"
             self.label += " with metrics"
+        # `kop-fast-kafka@packed`: this checkout with --offset-mode packed (consecutive offsets' cost).
+        self.offset_mode = offset_mode
+        if offset_mode is not None:
+            self.name += f"@{offset_mode}"
+            self.label += f" with {offset_mode} offsets"
         # Another checkout of kop_fast (`--tree LABEL=PATH`): the same system, that code.
         self.tree = tree
         if tree is not None:
@@ -335,7 +341,8 @@ class KopFast(System):
             lambda port: [sys.executable, "-m", module, "serve", "--listen", f"127.0.0.1:{port}",
                           "--data-dir", str(self.data_dir), "--entry-format", self.entry_format,
                           "--log-level", "warning",
-                          *(["--metrics-listen", f"127.0.0.1:{free_port()}"] if self.metrics else [])], env=env)
+                          *(["--metrics-listen", f"127.0.0.1:{free_port()}"] if self.metrics else []),
+                          *(["--offset-mode", self.offset_mode] if self.offset_mode else [])], env=env)
         pid_file = self.data_dir / "pulsar-lite.pid"
         try:
             self.pulsar_pid = int(pid_file.read_text().strip())
@@ -474,12 +481,13 @@ def tree_label(path: str) -> str:
 
 
 METRICS_VARIANT = "metrics"  # kop-fast-*@metrics: no other checkout, the same one with --metrics-listen
+PACKED_VARIANT = "packed"  # kop-fast-*@packed: the same checkout with --offset-mode packed
 
 
 def is_system(name: str) -> bool:
     base, _, label = name.partition("@")
     return base in ALL_SYSTEMS and (not label or (base.startswith("kop-fast-") and
-                                                  (label in trees() or label == METRICS_VARIANT)))
+                                                  (label in trees() or label in (METRICS_VARIANT, PACKED_VARIANT))))
 
 
 def make_system(name: str, workdir: Path) -> System:
@@ -489,6 +497,8 @@ def make_system(name: str, workdir: Path) -> System:
             raise ValueError(f"unknown system {name!r}: --tree {label}=PATH names no checkout")
         if label == METRICS_VARIANT:
             return KopFast(workdir, base.removeprefix("kop-fast-"), metrics=True)
+        if label == PACKED_VARIANT:
+            return KopFast(workdir, base.removeprefix("kop-fast-"), offset_mode="packed")
         return KopFast(workdir, base.removeprefix("kop-fast-"), tree=trees()[label])
     if name == "kop-fast-kafka":
         return KopFast(workdir, "kafka")

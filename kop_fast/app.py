@@ -103,9 +103,15 @@ async def _serve(settings: Settings, pulsar_url: str, stop: asyncio.Event, broke
     from kop_fast.server.node import KafkaNode
     from kop_fast.storage.pulsar import PulsarStorage
 
+    from kop_fast.storage.pulsar.storage import OffsetModeMismatch
+
     storage = PulsarStorage(settings, pulsar_url)
     try:
         await storage.start()
+    except OffsetModeMismatch as exc:
+        fatal(settings, str(exc))
+        await storage.close()
+        return 1
     except Exception as exc:  # noqa: BLE001 - say why in one line, whatever it is
         fatal(settings, f"cannot use Pulsar at {pulsar_url}: {exc}")
         await storage.close()

@@ -52,6 +52,9 @@ _SERVE_OPTIONS = (
      "Pulsar namespace of kop_fast system topics (default public/kafka)"),
     ("--entry-format", "kafka|pulsar",
      "how records are stored: one Pulsar message per Kafka batch (kafka, default) or per record (pulsar)"),
+    ("--offset-mode", "consecutive|packed",
+     "Kafka offsets: 0, 1, 2, ... per partition (consecutive) or packed Pulsar positions (packed); "
+     "one mode per cluster, kept in Pulsar (default: the stored mode; consecutive for a new cluster)"),
     ("--read-cache-mb", "MB",
      "memory for entries this process stored, so fetches right behind the producer "
      "skip the Pulsar read (kafka entry format; 0 disables; default 512)"),

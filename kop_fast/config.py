@@ -260,6 +260,10 @@ class Settings:
     kafka_namespace: str = "default"
     system_namespace: str = "public/kafka"
     entry_format: str = "kafka"
+    # Kafka offsets on Pulsar: "consecutive" (0, 1, 2, ... per partition) or "packed" (Pulsar
+    # positions). Chosen once per cluster and kept in Pulsar; None: what Pulsar keeps, and
+    # "consecutive" for a new cluster (`PulsarStorage.start`).
+    offset_mode: str | None = None
     # Entries this process stored, kept for fetches that follow the producer (kafka format).
     # A Pulsar broker's managed-ledger cache defaults to a fifth of its direct memory
     # (~800 MB with the stock 4 GB), and Kafka serves recent data from the page cache: a
@@ -319,6 +323,7 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "kafka_namespace": _name("kafka-namespace"),
     "system_namespace": _namespace,
     "entry_format": _choice("entry-format", ("kafka", "pulsar")),
+    "offset_mode": _choice("offset-mode", ("consecutive", "packed")),
     "read_cache_mb": _non_negative_int("read-cache-mb"),
     "default_num_partitions": _positive_int("default-num-partitions"),
     "auto_create_topics": _boolean("auto-create-topics"),

@@ -6,9 +6,13 @@ record batch, CRC intact, maybe compressed); its properties mark it:
 
     kafka.format  = "v2"        the payload is a Kafka v2 record batch
     kafka.records = "<count>"   records in the batch
+    kafka.offset  = "<offset>"  (--offset-mode consecutive) the batch's base offset
 
-The batch's stored base offset is meaningless; the real offset of record i is
-`pack_offset(ledger, entry, 0) + i` (see docs/CODEC.md). A Pulsar consumer turns
+With consecutive offsets (the default) the stored batch carries its base offset
+too, and record i is at kafka.offset + i (docs/ARCHITECTURE.md, "Offsets", for
+Pulsar producers' messages in between). With `--offset-mode packed` the stored base
+offset is meaningless; the real offset of record i is `pack_offset(ledger, entry,
+0) + i` (see docs/CODEC.md). A Pulsar consumer turns
 such a message back into records with `records(message)`:
 
     import pulsar
@@ -40,8 +44,11 @@ FORMAT_PROPERTY = "kafka.format"
 FORMAT_V2 = "v2"
 RECORDS_PROPERTY = "kafka.records"
 KEY_B64_PROPERTY = "kafka.key.b64"
+# `--offset-mode consecutive`: the Kafka offset of the message (a Kafka-format entry: of
+# its first record), set by the partition's owner when it stores it.
+OFFSET_PROPERTY = "kafka.offset"
 # Properties kop_fast itself sets; they never become Kafka headers.
-RESERVED_PROPERTIES = frozenset({FORMAT_PROPERTY, RECORDS_PROPERTY, KEY_B64_PROPERTY})
+RESERVED_PROPERTIES = frozenset({FORMAT_PROPERTY, RECORDS_PROPERTY, KEY_B64_PROPERTY, OFFSET_PROPERTY})
 
 
 def is_kafka_entry(properties: dict) -> bool:
@@ -55,8 +62,12 @@ def records(message) -> list:
     properties = message.properties()
     if not is_kafka_entry(properties):
         raise ValueError("not a kop_fast kafka-format message (no kafka.format=v2 property)")
-    mid = message.message_id()
-    base = codec.pack_offset(mid.ledger_id(), mid.entry_id(), 0)
+    stamp = properties.get(OFFSET_PROPERTY)
+    if stamp is not None:  # --offset-mode consecutive: the owner's stamp (a lower bound, see offsets_consecutive.py)
+        base = int(stamp)
+    else:
+        mid = message.message_id()
+        base = codec.pack_offset(mid.ledger_id(), mid.entry_id(), 0)
     data = bytearray(message.data())
     codec.patch_base_offset(data, base)
     out = []

@@ -69,8 +69,30 @@ def default_client(kop_server):
 
 
 @pytest.fixture(scope="module")
+def packed_server(tmp_path_factory):
+    """The tests below that compare Kafka offsets with packed MessageIds run on `--offset-mode
+    packed` (tests/interop/test_consecutive_offsets.py covers the same paths with consecutive offsets)."""
+    srv = KopServer(tmp_path_factory.mktemp("packed") / "data", "--offset-mode", "packed")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def packed_client(packed_server):
+    client = pulsar_client(packed_server.pulsar_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="module")
 def pulsar_format_server(tmp_path_factory):
-    srv = KopServer(tmp_path_factory.mktemp("entry-format-pulsar") / "data", "--entry-format", "pulsar")
+    srv = KopServer(tmp_path_factory.mktemp("entry-format-pulsar") / "data", "--entry-format", "pulsar",
+                    "--offset-mode", "packed")
     srv.start()
     try:
         yield srv
@@ -122,22 +144,22 @@ def _kafka_view(msg) -> tuple:
     return (msg.offset(), msg.key(), msg.value(), sorted(msg.headers() or []), msg.timestamp()[1])
 
 
-def test_pulsar_producer_on_kafka_created_topic_read_by_kafka(kop_server, default_client):
+def test_pulsar_producer_on_kafka_created_topic_read_by_kafka(packed_server, packed_client):
     topic = unique("from-pulsar")
-    create_topic(kop_server.bootstrap, topic)  # a 1-partition Kafka topic: Pulsar's <t>-partition-0
-    want = _pulsar_produce(default_client, f"{NAMESPACE}/{topic}-partition-0", 40)
-    messages, errors = consume(kop_server.bootstrap, topic, OFFSET_BEGINNING, len(want))
+    create_topic(packed_server.bootstrap, topic)  # a 1-partition Kafka topic: Pulsar's <t>-partition-0
+    want = _pulsar_produce(packed_client, f"{NAMESPACE}/{topic}-partition-0", 40)
+    messages, errors = consume(packed_server.bootstrap, topic, OFFSET_BEGINNING, len(want))
     assert_same([_kafka_view(m) for m in messages], want, errors)
 
 
-def test_plain_pulsar_topic_is_a_one_partition_kafka_topic(kop_server, default_client):
+def test_plain_pulsar_topic_is_a_one_partition_kafka_topic(packed_server, packed_client):
     topic = unique("plain-pulsar")
     # Written by Pulsar before any Kafka client names it: a non-partitioned Pulsar topic.
-    want = _pulsar_produce(default_client, f"{NAMESPACE}/{topic}", 40)
-    md = AdminClient({"bootstrap.servers": kop_server.bootstrap}).list_topics(topic=topic, timeout=20)
+    want = _pulsar_produce(packed_client, f"{NAMESPACE}/{topic}", 40)
+    md = AdminClient({"bootstrap.servers": packed_server.bootstrap}).list_topics(topic=topic, timeout=20)
     assert md.topics[topic].error is None
     assert list(md.topics[topic].partitions) == [0]
-    messages, errors = consume(kop_server.bootstrap, topic, OFFSET_BEGINNING, len(want))
+    messages, errors = consume(packed_server.bootstrap, topic, OFFSET_BEGINNING, len(want))
     assert_same([_kafka_view(m) for m in messages], want, errors)
 
 
@@ -185,13 +207,13 @@ def test_entry_format_pulsar_kafka_round_trip(pulsar_format_server):
 
 # -- (c) default entry format kafka: a Pulsar message is a Kafka batch -----------------------------------
 
-def test_entry_format_kafka_payload_decodes_to_the_records(kop_server, default_client):
+def test_entry_format_kafka_payload_decodes_to_the_records(packed_server, packed_client):
     from kop_fast.pulsar_payload import records as payload_records
 
     topic = unique("kafka-format")
-    create_topic(kop_server.bootstrap, topic)
+    create_topic(packed_server.bootstrap, topic)
     records = make_records(200, seed=7)
-    offsets = produce(kop_server.bootstrap, topic, records)
+    offsets = produce(packed_server.bootstrap, topic, records)
     want = [(off, ts, k, v, tuple(h)) for off, (k, v, h, ts) in zip(offsets, records)]
 
     decoded: list = []
@@ -204,7 +226,7 @@ def test_entry_format_kafka_payload_decodes_to_the_records(kop_server, default_c
             decoded.extend(batch)
         return len(decoded) >= len(want)
 
-    messages = read_all(default_client, f"{NAMESPACE}/{topic}-partition-0", enough)
+    messages = read_all(packed_client, f"{NAMESPACE}/{topic}-partition-0", enough)
     assert messages
     assert len(messages) <= len(records)  # batches, not one message per record
     assert_same([tuple(r) for r in decoded], want)

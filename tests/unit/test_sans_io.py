@@ -12,7 +12,7 @@ import kop_fast
 PACKAGE = Path(kop_fast.__file__).parent
 SANS_IO = ["protocol/*.py", "protocol/extra_schemas/*.py", "coordinator/*.py", "cluster/*.py", "codec.py", "_codec_py.py", "_codec.pyx", "_codec_*.pxi", "config.py",
            "producer_state.py", "pulsar_payload.py",
-           "storage/pulsar/naming.py", "auth/*.py"]
+           "storage/pulsar/naming.py", "storage/pulsar/offset_index.py", "auth/*.py"]
 IO_MODULES = {"asyncio", "uvloop", "pulsar", "_pulsar", "socket", "selectors", "threading", "subprocess"}
 
 

@@ -1,6 +1,8 @@
 """Pulsar messages as what a Kafka fetch sends, in both entry formats.
 
-Offsets are Pulsar positions packed with `codec.pack_offset(ledger, entry, index)`:
+This module's `convert_message` numbers them for `--offset-mode packed`
+(offsets_consecutive.py numbers them for `consecutive`, with `native_message`).
+Packed offsets are Pulsar positions packed with `codec.pack_offset(ledger, entry, index)`:
 a Kafka-format entry (one stored Kafka batch) holds offsets base+0 .. base+n-1
 with base = pack(ledger, entry, 0); a Pulsar-native message at batch index i of
 its entry has offset pack(ledger, entry, max(i, 0)). Offsets therefore grow with
@@ -15,7 +17,14 @@ import base64
 import _pulsar
 
 from kop_fast import codec, pulsar_payload
-from kop_fast.pulsar_payload import FORMAT_PROPERTY, FORMAT_V2, KEY_B64_PROPERTY, RECORDS_PROPERTY, RESERVED_PROPERTIES
+from kop_fast.pulsar_payload import (
+    FORMAT_PROPERTY,
+    FORMAT_V2,
+    KEY_B64_PROPERTY,
+    OFFSET_PROPERTY,
+    RECORDS_PROPERTY,
+    RESERVED_PROPERTIES,
+)
 from kop_fast.storage.pulsar.bridge import position_of
 
 
@@ -74,7 +83,12 @@ def convert_message(msg, position: tuple[int, int, int] | None = None) -> KafkaE
     if properties.get(FORMAT_PROPERTY) == FORMAT_V2:
         count = int(properties.get(RECORDS_PROPERTY, "0"))
         return KafkaEntry(codec.pack_offset(ledger, entry, 0), count, msg.data())
-    offset = codec.pack_offset(ledger, entry, index if index > 0 else 0)
+    return native_message(msg, ledger, entry, codec.pack_offset(ledger, entry, index if index > 0 else 0),
+                          properties)
+
+
+def native_message(msg, ledger: int, entry: int, offset: int, properties: dict) -> NativeMessage:
+    """A message that is not a stored Kafka batch, as the Kafka record at `offset`."""
     key = msg.partition_key()
     if key:
         key = base64.b64decode(key) if properties.get(KEY_B64_PROPERTY) == "1" else key.encode()
@@ -84,7 +98,7 @@ def convert_message(msg, position: tuple[int, int, int] | None = None) -> KafkaE
     timestamp = msg.event_timestamp() or msg.publish_timestamp()
     if not properties:
         headers = ()
-    elif KEY_B64_PROPERTY in properties:
+    elif KEY_B64_PROPERTY in properties or OFFSET_PROPERTY in properties:
         headers = pulsar_payload.properties_to_headers(
             {k: v for k, v in properties.items() if k not in RESERVED_PROPERTIES})
     else:

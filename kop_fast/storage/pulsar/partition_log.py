@@ -102,13 +102,20 @@ class PulsarPartitionLog:
         # Entries of an earlier incarnation (or deleted records) end below the floor.
         self.observe_end(self._start_floor)
         if not self._first_entry_seen:
-            self._settle_log_start(await self._reads.first_offset())
+            self._settle_log_start(await self._first_offset())
 
     def _settle_log_start(self, first: int | None) -> None:
         if first is not None:
             self.log_start, self._first_entry_seen = max(first, self._start_floor), True
         else:
             self.log_start = self.high_watermark
+
+    # The offset mapping (packed: Pulsar positions; offsets_consecutive.py overrides these).
+    async def _first_offset(self) -> int | None:
+        return await self._reads.first_offset()
+
+    async def _item_at_or_after(self, offset: int):
+        return await self._reads.item_at_or_after(offset)
 
     def raise_log_start(self, offset: int) -> None:
         """DeleteRecords moved the log start (through any proxy): nothing below it is returned."""
@@ -138,7 +145,7 @@ class PulsarPartitionLog:
 
     async def _find_log_start(self) -> None:
         try:
-            first = await self._reads.first_offset()
+            first = await self._first_offset()
         except Exception as exc:  # noqa: BLE001 - only a head start: EARLIEST asks again
             log.debug("finding the first entry of %s failed: %r", self.topic, exc)
             first = None
@@ -152,7 +159,7 @@ class PulsarPartitionLog:
         Pulsar is asked again every time, since another writer may have ended "empty"."""
         if self._first_entry_seen:
             return self.log_start
-        first = await self._reads.first_offset()
+        first = await self._first_offset()
         if first is not None:
             self._settle_log_start(first)
             return self.log_start
@@ -183,7 +190,7 @@ class PulsarPartitionLog:
         candidate = None
         while lo < hi:
             mid = (lo + hi) // 2
-            item = await self._reads.item_at_or_after(mid)
+            item = await self._item_at_or_after(mid)
             if item.base_offset >= hi:
                 hi = mid  # [mid, hi) is a gap between entries: no record there
             elif item.max_timestamp < timestamp:
@@ -200,7 +207,7 @@ class PulsarPartitionLog:
         log_start, hwm = await self.bounds()
         if hwm <= log_start:
             return None
-        item = await self._reads.item_at_or_after(hwm - 1)
+        item = await self._item_at_or_after(hwm - 1)
         record = item.records()[-1]
         return record.offset, record.timestamp
 

@@ -5,7 +5,9 @@ they are called is the order in which Pulsar stores the data, also while the
 producer is still being created (they wait in `_backlog`, FIFO). Each stored
 entry is reported to `on_stored(ledger, entry, base_offset, record_count,
 cacheable_batch)` before its future resolves, also when nobody waits for the
-future any more (acks=0, a closed connection).
+future any more (acks=0, a closed connection). `on_stored` may return a future of
+the offset to answer instead (consecutive offsets: the entry's stamp was too low
+because someone else wrote in between, see offsets_consecutive.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections import deque
 import _pulsar
 
 from kop_fast import codec, pulsar_payload
-from kop_fast.pulsar_payload import FORMAT_PROPERTY, FORMAT_V2, KEY_B64_PROPERTY, RECORDS_PROPERTY
+from kop_fast.pulsar_payload import FORMAT_PROPERTY, FORMAT_V2, KEY_B64_PROPERTY, OFFSET_PROPERTY, RECORDS_PROPERTY
 from kop_fast.storage.pulsar.bridge import CompletionBridge, PulsarError, close_quietly
 
 SEND_TIMEOUT_MS = 30000
@@ -38,21 +40,26 @@ class PartitionProducer:
         self._producer_task: asyncio.Future | None = None
         self._backlog: deque = deque()  # (weight, send, future, args) waiting for a producer or room
         self._unacknowledged = 0  # messages sent and not yet acknowledged (or failed)
+        # Called with nothing for each append that failed (never reported to on_stored).
+        self.on_failed = None
 
-    def append_kafka_batch(self, batch: bytes, record_count: int) -> asyncio.Future:
-        """Store one verified Kafka batch as one Pulsar message; the future gives its base offset."""
+    def append_kafka_batch(self, batch: bytes, record_count: int, offset: int | None = None) -> asyncio.Future:
+        """Store one verified Kafka batch as one Pulsar message; the future gives its base offset.
+
+        `offset` (consecutive offsets): the base offset the owner assigned, stored as the
+        message's `kafka.offset` property and given back; None: the packed position."""
         fut = asyncio.get_running_loop().create_future()
-        self._submit(1, self._send_kafka_batch, fut, batch, record_count)
+        self._submit(1, self._send_kafka_batch, fut, batch, record_count, offset)
         return fut
 
-    def append_native(self, records, batch: bytes | None = None) -> asyncio.Future:
+    def append_native(self, records, batch: bytes | None = None, offset: int | None = None) -> asyncio.Future:
         """Store each record as a Pulsar message, all in one Pulsar batch entry; the future gives the first offset.
 
         `batch`, the Kafka batch the records came in, is reported to `on_stored` when
         they all land in one entry: it then holds exactly that entry's records at the
         same offsets (pack(ledger, entry, i) = base + i)."""
         fut = asyncio.get_running_loop().create_future()
-        self._submit(len(records), self._send_native, fut, records, batch)
+        self._submit(len(records), self._send_native, fut, records, batch, offset)
         return fut
 
     def _submit(self, weight: int, send, fut, *args) -> None:
@@ -85,6 +92,8 @@ class PartitionProducer:
         failed is replaced (once: later failures of the same producer find it gone)."""
         if exc.result != _pulsar.Result.Timeout and self._producer is producer:
             self.reset()
+        if self.on_failed is not None:
+            self.on_failed()
         if not fut.done():
             fut.set_exception(exc)
 
@@ -102,6 +111,8 @@ class PartitionProducer:
         except Exception as exc:
             backlog, self._backlog = self._backlog, deque()
             for _, _, fut, _args in backlog:
+                if self.on_failed is not None:
+                    self.on_failed()
                 if not fut.done():
                     fut.set_exception(exc)
             return
@@ -142,31 +153,38 @@ class PartitionProducer:
         if self._backlog and self._producer_task is None:  # appends waiting for room go on
             self._producer_task = asyncio.ensure_future(self._start_producer())
 
-    def _send_kafka_batch(self, fut, batch: bytes, record_count: int) -> None:
+    def _send_kafka_batch(self, fut, batch: bytes, record_count: int, offset: int | None) -> None:
         builder = _pulsar.MessageBuilder()
         builder.content(batch)
         builder.property(FORMAT_PROPERTY, FORMAT_V2)
         builder.property(RECORDS_PROPERTY, str(record_count))
+        if offset is not None:
+            builder.property(OFFSET_PROPERTY, str(offset))
         bridge = self.bridge
         producer = self._producer
         producer.send_async(
             builder.build(),
-            lambda result, mid: bridge.post(self._kafka_batch_sent, fut, result, mid, batch, record_count, producer))
+            lambda result, mid: bridge.post(self._kafka_batch_sent, fut, result, mid, batch, record_count, producer,
+                                            offset))
 
-    def _kafka_batch_sent(self, fut, result, mid, batch: bytes, record_count: int, producer) -> None:
+    def _kafka_batch_sent(self, fut, result, mid, batch: bytes, record_count: int, producer,
+                          offset: int | None = None) -> None:
         self._acknowledged(1)
         if result != _OK:
             self._fail(fut, PulsarError(result), producer)
             return
         ledger, entry = mid.ledger_id(), mid.entry_id()
-        base = codec.pack_offset(ledger, entry, 0)
+        base = codec.pack_offset(ledger, entry, 0) if offset is None else offset
         # Also when the producer's future is gone (acks=0, a closed connection): the
         # entry is stored, and the run of cached entries must not skip it.
-        self._on_stored(ledger, entry, base, record_count, batch)
+        correction = self._on_stored(ledger, entry, base, record_count, batch)
         if not fut.done():
-            fut.set_result(base)
+            if correction is None:
+                fut.set_result(base)
+            else:
+                chain(correction, fut)
 
-    def _send_native(self, fut, records, batch: bytes | None) -> None:
+    def _send_native(self, fut, records, batch: bytes | None, offset: int | None) -> None:
         # No await between the first send and the flush: nothing else can join this Pulsar batch.
         producer = self._producer
         bridge = self.bridge
@@ -183,12 +201,15 @@ class PartitionProducer:
                 return
             mid = state["first"]
             ledger, entry, index = mid.ledger_id(), mid.entry_id(), max(mid.batch_index(), 0)
-            base = codec.pack_offset(ledger, entry, index)
+            base = codec.pack_offset(ledger, entry, index) if offset is None else offset
             last = state["last"] or mid
             whole = batch is not None and index == 0 and (last.ledger_id(), last.entry_id()) == (ledger, entry)
-            self._on_stored(ledger, entry, base, count, batch if whole else None)
+            correction = self._on_stored(ledger, entry, base, count, batch if whole else None)
             if not fut.done():
-                fut.set_result(base)
+                if correction is None:
+                    fut.set_result(base)
+                else:
+                    chain(correction, fut)
 
         def on_first(result, mid):
             if result == _OK:
@@ -214,17 +235,20 @@ class PartitionProducer:
         new_builder = _pulsar.MessageBuilder
         to_properties = pulsar_payload.headers_to_properties
         try:
-            self._send_records(records, send, new_builder, to_properties, on_first, on_other)
+            self._send_records(records, send, new_builder, to_properties, on_first, on_other, offset)
         except Exception:
             state["done"] = True  # the caller reports the failure; callbacks of what was sent change nothing
             raise
         producer.flush_async(on_flush)
 
     @staticmethod
-    def _send_records(records, send, new_builder, to_properties, on_first, on_other) -> None:
+    def _send_records(records, send, new_builder, to_properties, on_first, on_other, offset=None) -> None:
         callback = on_first
         for record in records:
             builder = new_builder()
+            if offset is not None:
+                builder.property(OFFSET_PROPERTY, str(offset))
+                offset += 1
             key = record.key
             if key is not None:
                 try:
@@ -251,3 +275,17 @@ class PartitionProducer:
         producer, self._producer = self._producer, None
         if producer is not None:
             await close_quietly(self.bridge, producer)
+
+
+def chain(inner: asyncio.Future, outer: asyncio.Future) -> None:
+    """`outer` gets `inner`'s outcome."""
+    def done(fut: asyncio.Future) -> None:
+        if outer.done():
+            return
+        if fut.cancelled():
+            outer.cancel()
+        elif fut.exception() is not None:
+            outer.set_exception(fut.exception())
+        else:
+            outer.set_result(fut.result())
+    inner.add_done_callback(done)

@@ -27,7 +27,7 @@ from collections import deque
 import _pulsar
 
 from kop_fast import codec
-from kop_fast.pulsar_payload import FORMAT_PROPERTY, FORMAT_V2
+from kop_fast.pulsar_payload import FORMAT_PROPERTY, FORMAT_V2, OFFSET_PROPERTY
 from kop_fast.storage.api import StorageError, StorageErrorKind
 from kop_fast.storage.pulsar.bridge import CompletionBridge, DuplicateFilter, close_quietly, position_of
 from kop_fast.storage.pulsar.entries import message_id
@@ -106,7 +106,11 @@ class ProducerTailRead:
     """One read of a partition's tail, from a start position to its known last entry."""
 
     def __init__(self, client: _pulsar.Client, bridge: CompletionBridge, topic: str,
-                 last: tuple[int, int], floor: tuple[int, int] | None, max_entries: int) -> None:
+                 last: tuple[int, int], floor: tuple[int, int] | None, max_entries: int,
+                 consecutive: bool = False) -> None:
+        """`consecutive`: base offsets are the entries' `kafka.offset` stamps (and batches are
+        never split across entries); otherwise packed positions."""
+        self.consecutive = consecutive
         self.client = client
         self.bridge = bridge
         self.topic = topic
@@ -190,12 +194,18 @@ class ProducerTailRead:
         entries.append(((ledger, entry), self._producer_batch(msg, ledger, entry)))
 
     def _producer_batch(self, msg, ledger: int, entry: int) -> ProducerBatch | None:
-        if msg.properties().get(FORMAT_PROPERTY) != FORMAT_V2:
+        properties = msg.properties()
+        if properties.get(FORMAT_PROPERTY) != FORMAT_V2:
             return None
         fields = producer_fields(msg.data())
         if fields is None or fields[0] < 0:
             return None
         producer_id, epoch, first, count = fields
+        if self.consecutive:
+            stamp = properties.get(OFFSET_PROPERTY)
+            if stamp is None:
+                return None
+            return producer_id, epoch, first, (first + count - 1) % _SEQ_MODULUS, int(stamp)
         base = codec.pack_offset(ledger, entry, 0)
         batch = (producer_id, epoch, first, (first + count - 1) % _SEQ_MODULUS, base)
         previous = self._entries[-1] if self._entries else None

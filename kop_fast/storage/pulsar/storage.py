@@ -32,6 +32,7 @@ from kop_fast.storage.pulsar.bridge import (
 from kop_fast.storage.pulsar.entry_cache import CacheBudget
 from kop_fast.storage.pulsar.naming import TopicNaming, partition_topic, split_partition_topic
 from kop_fast.storage.pulsar.offsets_log import PulsarOffsetsLog
+from kop_fast.storage.pulsar.offsets_consecutive import ConsecutivePartitionLog
 from kop_fast.storage.pulsar.partition_log import PulsarPartitionLog
 from kop_fast.storage.pulsar.subscription_mirror import SubscriptionMirror
 from kop_fast.storage.pulsar.one_off import OneOffReads
@@ -43,6 +44,10 @@ log = logging.getLogger("kop_fast.pulsar")
 # How long the answer "this Pulsar topic has no data / does not exist" is trusted.
 NATIVE_PROBE_TTL_S = 5.0
 READER_SWEEP_S = 10.0
+
+
+class OffsetModeMismatch(RuntimeError):
+    """--offset-mode differs from the mode the cluster keeps in Pulsar."""
 
 
 class PulsarStorage:
@@ -67,6 +72,8 @@ class PulsarStorage:
         self._mirrored_partitions: dict[str, tuple[TopicInfo, int]] = {}  # partition topic -> (topic, index)
         self._closing: set[asyncio.Future] = set()  # partition logs of deleted topics being closed
         self._log_relay: client_log.ClientLogRelay | None = None
+        # The cluster's, from the registry (`start`): "consecutive" or "packed".
+        self.offset_mode: str = settings.offset_mode or "consecutive"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -88,13 +95,24 @@ class PulsarStorage:
         registry_topic = f"persistent://{self.settings.system_namespace}/__kop_fast_topics"
         self.topics = TopicRegistry(self.client, self.bridge, registry_topic)
         self.topics.on_change = self._topic_changed
+        self.topics.on_ledger = self._ledger_recorded
         try:
             await asyncio.wait_for(self.topics.start(), 30)
+            stored = await asyncio.wait_for(self.topics.claim_offset_mode(self.settings.offset_mode), 30)
         except asyncio.TimeoutError:
             raise PulsarError(None, f"Pulsar at {self.service_url} did not answer within 30 s") from None
+        if self.settings.offset_mode is not None and stored != self.settings.offset_mode:
+            raise OffsetModeMismatch(
+                f"--offset-mode {self.settings.offset_mode} differs from this cluster's offset mode {stored} "
+                f"(kept in {registry_topic}); start with --offset-mode {stored}, or leave it out")
+        self.offset_mode = stored
+        log.info("offset mode %s", stored)
         self._sweeper = asyncio.create_task(self._sweep_idle_readers(), name="reader-sweeper")
         # Opens nothing until a commit is mirrored.
-        self.mirror = SubscriptionMirror(self.service_url, loop, bounds=self._mirrored_bounds)
+        if stored == "consecutive":
+            self.mirror = SubscriptionMirror(self.service_url, loop, translate=self._mirror_position)
+        else:
+            self.mirror = SubscriptionMirror(self.service_url, loop, bounds=self._mirrored_bounds)
 
     async def close(self) -> None:
         if self._sweeper is not None:
@@ -145,13 +163,26 @@ class PulsarStorage:
                 if await self.topics.truncate(topic.storage_name, topic.topic_id, index, offset) is None:
                     raise UnknownTopic(f"topic {topic.name} does not exist")
 
-            partition = PulsarPartitionLog(
-                self.client, self.bridge, name, self.settings.entry_format, self.cache_budget,
-                floor=record.floors.get(index) if record else None,
-                log_start_at_least=record.log_starts.get(index, 0) if record else 0,
-                truncate=truncate if record else None)
+            kwargs = dict(floor=record.floors.get(index) if record else None,
+                          log_start_at_least=record.log_starts.get(index, 0) if record else 0,
+                          truncate=truncate if record else None)
+            if self.offset_mode == "consecutive":
+                async def record_ledger(ledger: int, first_entry: int, offset: int, previous) -> None:
+                    await self.topics.record_ledger(name, ledger, first_entry, offset, previous)
+                partition = ConsecutivePartitionLog(
+                    self.client, self.bridge, name, self.settings.entry_format, self.cache_budget,
+                    ledgers=self.topics.ledgers.get(name), record_ledger=record_ledger, **kwargs)
+            else:
+                partition = PulsarPartitionLog(
+                    self.client, self.bridge, name, self.settings.entry_format, self.cache_budget, **kwargs)
             self._partitions[key] = partition
         return partition
+
+    def _ledger_recorded(self, partition_topic: str, record) -> None:
+        """A ledger start written by a partition's owner (any proxy): into that partition's index."""
+        for (_, name), partition in self._partitions.items():
+            if name == partition_topic and isinstance(partition, ConsecutivePartitionLog):
+                partition.learn_ledger(record)
 
     def _topic_changed(self, pulsar_topic: str, before: TopicRecord | None, after: TopicRecord | None) -> None:
         """An op of the registry applied (written by any proxy): follow it in the partition logs."""
@@ -393,6 +424,13 @@ class PulsarStorage:
         pulsar_topic = partition_topic(topic.storage_name, partition, topic.partitioned)
         self._mirrored_partitions[pulsar_topic] = (topic, partition)
         self.mirror.offer(group_id, pulsar_topic, offset)
+
+    async def _mirror_position(self, pulsar_topic: str, offset: int) -> int | None:
+        """Consecutive offsets: a committed offset as the position the mirror acknowledges by."""
+        found = self._mirrored_partitions.get(pulsar_topic)
+        if found is None:
+            return None
+        return await self.partition_log(*found).position_for_commit(offset)
 
     async def _mirrored_bounds(self, pulsar_topic: str) -> tuple[int, int] | None:
         found = self._mirrored_partitions.get(pulsar_topic)

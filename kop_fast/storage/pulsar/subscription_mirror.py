@@ -82,8 +82,12 @@ PROBE_SUBSCRIPTION = "__kop_fast_mirror_probe"
 
 
 class SubscriptionMirror:
-    def __init__(self, service_url: str, loop: asyncio.AbstractEventLoop, bounds=None) -> None:
-        """`bounds(topic) -> awaitable (log start, high watermark) | None` of a partition topic."""
+    def __init__(self, service_url: str, loop: asyncio.AbstractEventLoop, bounds=None, translate=None) -> None:
+        """`bounds(topic) -> awaitable (log start, high watermark) | None` of a partition topic;
+        `translate(topic, offset) -> awaitable packed position | None` (consecutive offsets:
+        the committed offset as pack(L, E, i), the end as pack(L, E + 1, 0); None: nothing
+        to position against yet); the rules below then apply to that position."""
+        self._translate = translate
         self.service_url = service_url
         self._loop = loop
         self._bounds = bounds
@@ -167,6 +171,10 @@ class SubscriptionMirror:
     # -- one operation --------------------------------------------------------------------------
     async def _mirror(self, group: str, topic: str, offset: int) -> bool:
         """Move the subscription; False when there is nothing to position against yet."""
+        if self._translate is not None:
+            offset = await self._translate(topic, offset)
+            if offset is None:
+                return False
         bounds = await self._bounds(topic) if self._bounds is not None else None
         if bounds is not None:
             if bounds[1] <= bounds[0]:

@@ -56,8 +56,11 @@ class TailReader:
     READ_TIMEOUT_MS = 50
     CHUNK = 512  # messages handed to the loop at once, at most
 
-    def __init__(self, partition: "PulsarPartitionLog", offset: int) -> None:
+    def __init__(self, partition: "PulsarPartitionLog", offset: int, sequencer=None) -> None:
+        """`sequencer` (consecutive offsets): numbers the messages from where the reader
+        starts (`offsets_consecutive.Sequencer`); None: packed offsets."""
         self.partition = partition
+        self._sequencer = sequencer
         self.position = offset  # the offset the next fetch from this reader is expected at
         self._reader = None
         self._items: deque = deque()
@@ -120,6 +123,8 @@ class TailReader:
         size = 0
         read_up_to = self.position  # offset after the last item read (or where we started)
         behind = 0  # consecutive empty reads while the log is known to go on further
+        sequencer = self._sequencer
+        convert = convert_message if sequencer is None else sequencer.convert
         try:
             while not self._closed:
                 if not self._room.wait(0.2):
@@ -130,7 +135,7 @@ class TailReader:
                 except _pulsar.Timeout:
                     if chunk:
                         self._chunks_posted += 1
-                        post(self._on_chunk, chunk, size)
+                        post(self._on_chunk, chunk, size, sequencer.take_points() if sequencer else None)
                         chunk, size = [], 0
                         continue
                     end = self.partition.high_watermark
@@ -146,7 +151,7 @@ class TailReader:
                 if not dedup.fresh_position(position):
                     continue
                 try:
-                    item = convert_message(msg, position)
+                    item = convert(msg, position)
                 except Exception:  # a message we cannot interpret must not stop the partition
                     log.exception("skipping unreadable message %s on %s", msg.message_id(), self.partition.topic)
                     continue
@@ -159,7 +164,7 @@ class TailReader:
                 if (len(chunk) >= self.CHUNK or size >= READER_BUFFER_BYTES // 4
                         or not (self._items or self._chunks_posted != self._chunks_received)):
                     self._chunks_posted += 1
-                    post(self._on_chunk, chunk, size)
+                    post(self._on_chunk, chunk, size, sequencer.take_points() if sequencer else None)
                     chunk, size = [], 0
         except Exception as exc:  # the reader broke (closed under us, connection lost)
             if not self._closed:
@@ -183,10 +188,12 @@ class TailReader:
         log.debug("reader on %s stalled at %s; reopened", self.partition.topic, position)
         return replacement
 
-    def _on_chunk(self, chunk: list, size: int) -> None:
+    def _on_chunk(self, chunk: list, size: int, points=None) -> None:
         self._chunks_received += 1
         if self._closed:
             return
+        if points:
+            self.partition.learn_points(points)
         self._items.extend(chunk)
         self._buffered += size
         if self._buffered >= READER_BUFFER_BYTES or (

@@ -11,6 +11,16 @@ record; every kop_fast replays the log at start and follows it afterwards:
     {"op": "configs", "topic": T, "id": UUID, "configs": {...}}
     {"op": "truncate", "topic": T, "id": UUID, "partition": i, "offset": O}
     {"op": "cluster", "topic": "", "id": CLUSTER_ID}    (the first one wins)
+    {"op": "offsets", "topic": "", "mode": "consecutive"|"packed"}    (the first one wins)
+    {"op": "ledger", "topic": "", "partition_topic": P, "ledger": L, "first_entry": E, "offset": O,
+     "previous": [L0, E0]}
+
+The offset mode is the cluster's (`claim_offset_mode`): a registry that has topics
+but no "offsets" record was made before the mode existed and is "packed". A
+"ledger" record says that entry (L, E) of Pulsar topic P, the first one the
+partition's owner saw in ledger L, starts at consecutive offset O, and that
+(L0, E0) was the last entry it saw in the ledger before (consecutive mode's
+offset index starts its binary searches from these: see offsets_consecutive.py).
 
 The first "create" of a name in log order wins, so concurrent creators on several
 processes agree without any other coordination; every other op applies only to the
@@ -83,6 +93,11 @@ class TopicRegistry:
         # topics may still hold its entries).
         self.deleted: dict[str, int] = {}
         self.cluster_id: str | None = None
+        self.offset_mode: str | None = None
+        self._had_topic_ops = False  # any create op in the log (a registry from before offset modes)
+        # Pulsar partition topic -> [(ledger, first entry, offset, previous (ledger, entry) or None)]
+        self.ledgers: dict[str, list[tuple]] = {}
+        self.on_ledger = None  # called with (partition topic, ledger record) for each ledger op
         # Called with (Pulsar topic, the record before, the record after) for every applied op.
         self.on_change = None
         self._producer = None
@@ -182,6 +197,24 @@ class TopicRegistry:
             if self.cluster_id is None:
                 self.cluster_id = str(record["id"])
             return
+        if op == "offsets":
+            if self.offset_mode is None and record["mode"] in ("consecutive", "packed"):
+                self.offset_mode = str(record["mode"])
+            return
+        if op == "ledger":
+            previous = record.get("previous")
+            entry = (int(record["ledger"]), int(record["first_entry"]), int(record["offset"]),
+                     tuple(int(x) for x in previous) if previous else None)
+            topic = str(record["partition_topic"])
+            self.ledgers.setdefault(topic, []).append(entry)
+            if self.on_ledger is not None:
+                try:
+                    self.on_ledger(topic, entry)
+                except Exception:  # noqa: BLE001 - a listener's failure must not stop the registry
+                    log.exception("applying a ledger record of %s failed", topic)
+            return
+        if op == "create":
+            self._had_topic_ops = True
         before = self._topics.get(name)
         if op == "create":
             if before is not None:
@@ -266,6 +299,23 @@ class TopicRegistry:
         if self.cluster_id is None:
             await self._append({"op": "cluster", "topic": "", "id": proposed})
         return self.cluster_id
+
+    async def claim_offset_mode(self, proposed: str | None) -> str:
+        """The cluster's offset mode: the first "offsets" record wins. Without one, a registry
+        with topics was made before offset modes existed ("packed"); a new one takes
+        `proposed` (or "consecutive")."""
+        if self.offset_mode is None:
+            mode = "packed" if self._had_topic_ops else (proposed or "consecutive")
+            await self._append({"op": "offsets", "topic": "", "mode": mode})
+        return self.offset_mode
+
+    async def record_ledger(self, partition_topic: str, ledger: int, first_entry: int, offset: int,
+                            previous: tuple[int, int] | None) -> None:
+        record = {"op": "ledger", "topic": "", "partition_topic": partition_topic, "ledger": ledger,
+                  "first_entry": first_entry, "offset": offset}
+        if previous is not None:
+            record["previous"] = list(previous)
+        await self._append(record)
 
     async def delete(self, topic: str, topic_id: uuid.UUID) -> None:
         await self._update("delete", topic, topic_id)
