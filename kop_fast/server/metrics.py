@@ -231,9 +231,9 @@ class _StateCollector:
     def _lag(self, groups) -> GaugeMetricFamily:
         family = GaugeMetricFamily(
             "kop_fast_group_lag",
-            "log end (as this process last saw it) minus the group's committed offset, in offset units: "
-            "offsets are packed Pulsar positions (ledger, entry, index), so a lag spanning entries or ledgers "
-            "is larger than the number of records behind",
+            "log end (as this process last saw it) minus the group's committed offset: the records the group "
+            "has not consumed (with --offset-mode packed, offsets are packed Pulsar positions and this is in "
+            "offset units, larger than the records behind when it spans entries)",
             labels=("group", "topic", "partition"))
         storage = self.node.storage
         for group in groups:

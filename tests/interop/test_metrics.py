@@ -84,7 +84,14 @@ def test_metrics_lag_and_readiness_through_a_broker_outage(tmp_path, pulsar):
         finally:
             consumer.close()
         lag = {ls: v for (n, ls), v in scraped.items() if n == "kop_fast_group_lag"}
-        assert lag[(("group", group), ("partition", "0"), ("topic", topic))] == 0
+        key = (("group", group), ("partition", "0"), ("topic", topic))
+        assert lag[key] == 0
+        # Lag counts records (consecutive offsets): 7 more, in 7 separate batches, are 7 behind.
+        for i in range(7):
+            producer.produce(topic, value=b"more%d" % i)
+            assert producer.flush(30) == 0
+        behind = {ls: v for (n, ls), v in scrape(base).items() if n == "kop_fast_group_lag"}
+        assert behind[key] == 7
         assert total(scraped, "kop_fast_bytes_out_total", topic=topic) > 0
         assert total(scraped, "kop_fast_rebalances_total") >= 1
         assert total(scraped, "kop_fast_connections_by_client", software="confluent-kafka-python") >= 1
