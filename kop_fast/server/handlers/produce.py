@@ -94,6 +94,10 @@ def _store(node, info, index: int, records) -> asyncio.Future | tuple[ErrorCode,
         exc = fut.exception()
         if exc is not None:
             producers.forget(partition.name, producer_id)
+            if isinstance(exc, codec.CorruptRecordError):  # found by a storage that waited first
+                log.info("rejecting corrupt batch for %s[%d]: %s", info.name, index, exc)
+                result.set_result((ErrorCode.corrupt_message, -1))
+                return
             log.warning("storing a batch in %s failed: %r", partition.name, exc)
             result.set_result((storage_error_code(exc), -1))
         else:

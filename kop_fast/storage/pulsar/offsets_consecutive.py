@@ -406,6 +406,10 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
         return fut
 
     def _send(self, batch, record_count: int) -> asyncio.Future:
+        """Send one batch at the next offsets. Raises CorruptRecordError (before taking any
+        offset) when the pulsar entry format finds records that do not decode."""
+        if self.entry_format != "kafka":
+            records = codec.decode_batches(batch)[0].records  # may raise: nothing taken yet
         base = self._next
         self._next = base + record_count
         producer = self._producer
@@ -414,7 +418,6 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
             data = b"".join((base.to_bytes(8, "big", signed=True), memoryview(batch)[8:]))
             parts = [producer.append_kafka_batch(data, record_count, base)]
         else:
-            records = codec.decode_batches(batch)[0].records
             capacity = codec.get_offset_layout().max_index + 1
             if len(records) <= capacity:
                 parts = [producer.append_native(records, bytes(batch), base)]
@@ -465,7 +468,13 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
             self._learning = None
         queue, self._queue = self._queue, deque()
         for batch, count, fut in queue:
-            _chain(self._send(batch, count), fut)
+            try:
+                sent = self._send(batch, count)
+            except Exception as exc:  # a corrupt batch fails alone; the others still go
+                if not fut.done():
+                    fut.set_exception(exc)
+                continue
+            _chain(sent, fut)
 
     def _answer(self, corrections: list) -> None:
         """Appends stored while someone else wrote: their offsets as numbered from Pulsar."""
