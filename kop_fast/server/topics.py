@@ -95,7 +95,8 @@ async def topics_by_id(node, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, TopicI
 # -- manual partition assignments ---------------------------------------------------------------
 def assignment_error(node_id: int, replicas: Sequence[int]) -> str | None:
     """Why Kafka refuses this replica list of a manual partition assignment (in Kafka's
-    words), or None. This process is the only broker: the one list to accept is [node_id]."""
+    words), or None. Placement (the cluster's rendezvous hashing), not the assignment, picks
+    each partition's leader: the one list accepted is [node_id], as a single broker would."""
     if not replicas:
         return "The manual partition assignment includes an empty replica list."
     for broker in replicas:

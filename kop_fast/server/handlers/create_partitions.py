@@ -2,9 +2,9 @@
 
 Kafka's answers and messages: a name given twice is INVALID_REQUEST (answered once), an
 unknown topic UNKNOWN_TOPIC_OR_PARTITION, a count that is not more than now
-INVALID_PARTITIONS. Manual assignments are checked as Kafka checks them, with this
-process as the only broker: one list [this node] per new partition is accepted, anything
-else is INVALID_REPLICA_ASSIGNMENT. `validate_only` checks and changes nothing;
+INVALID_PARTITIONS. Manual assignments are checked as Kafka checks them, but only the
+list [this node] per new partition is accepted (the cluster's placement, not the
+assignment, picks each partition's leader), anything else is INVALID_REPLICA_ASSIGNMENT. `validate_only` checks and changes nothing;
 `timeout_ms` bounds the call.
 """
 

@@ -1,4 +1,4 @@
-"""DescribeCluster (key 60) v0-v2: this process is the cluster's only broker and its controller.
+"""DescribeCluster (key 60) v0-v2: every live proxy of the cluster as a broker; the lowest node id as controller.
 
 Answered as a Kafka broker answers: brokers are its endpoint type (v1+); asking for the
 controllers is MISMATCHED_ENDPOINT_TYPE, an unknown type UNSUPPORTED_ENDPOINT_TYPE. The
