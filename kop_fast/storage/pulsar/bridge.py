@@ -137,6 +137,18 @@ def position_of(msg) -> tuple[int, int, int]:
     return id_position(msg.message_id())
 
 
+def release_waiters(waiters: list, position: tuple) -> list:
+    """Resolve the (wanted position, future) pairs a log reader has now passed; the rest."""
+    remaining = []
+    for wanted, waiter in waiters:
+        if wanted <= position:
+            if not waiter.done():
+                waiter.set_result(None)
+        else:
+            remaining.append((wanted, waiter))
+    return remaining
+
+
 class DuplicateFilter:
     """Drops messages at or before the last one delivered.
 

@@ -29,6 +29,7 @@ from kop_fast.storage.pulsar.bridge import (
     close_quietly,
     id_position,
     keep_every_message,
+    release_waiters,
 )
 
 log = logging.getLogger("kop_fast.cluster")
@@ -196,14 +197,7 @@ class PulsarClusterLog:
             return  # pulsar-lite may deliver a message again
         self._last_change_id = message.message_id()
         _deliver(self._on_change, message)
-        remaining = []
-        for wanted, waiter in self._waiters:
-            if wanted <= position:
-                if not waiter.done():
-                    waiter.set_result(None)
-            else:
-                remaining.append((wanted, waiter))
-        self._waiters = remaining
+        self._waiters = release_waiters(self._waiters, position)
 
 
 def _deliver(callback: Callable[[dict], None], message) -> None:

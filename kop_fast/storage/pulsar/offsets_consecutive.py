@@ -59,6 +59,7 @@ from kop_fast.storage.pulsar import producer_tail
 from kop_fast.storage.pulsar.bridge import DuplicateFilter, close_quietly, has_message_available, position_of
 from kop_fast.storage.pulsar.entries import KafkaEntry, message_id, native_message
 from kop_fast.storage.pulsar.offset_index import OffsetIndex, locate
+from kop_fast.storage.pulsar.producer import chain
 from kop_fast.storage.pulsar.partition_log import MAX_READERS_PER_PARTITION, PulsarPartitionLog, _first_of_all
 from kop_fast.storage.pulsar.tail_reader import TailReader
 
@@ -474,7 +475,7 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
                 if not fut.done():
                     fut.set_exception(exc)
                 continue
-            _chain(sent, fut)
+            chain(sent, fut)
 
     def _answer(self, corrections: list) -> None:
         """Appends stored while someone else wrote: their offsets as numbered from Pulsar."""
@@ -542,13 +543,9 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
 
     # -- fetches -------------------------------------------------------------------------------
     async def _lease_reader(self, offset: int) -> TailReader:
-        for reader in self._readers:
-            if reader.covers(offset):
-                reader.leased = True
-                return reader
-        for reader in [r for r in self._readers if r.failed]:
-            self._readers.remove(reader)
-            await reader.close()
+        reused = await self._reuse_reader(offset)
+        if reused is not None:
+            return reused
         log_start, hwm = await self.bounds()
         if offset <= log_start and not self._start_floor and self._floor_entry is None:
             start, end = _pulsar.MessageId.earliest, 0
@@ -572,19 +569,6 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
             self._readers.remove(oldest)
             await oldest.close()
         return reader
-
-
-def _chain(inner: asyncio.Future, outer: asyncio.Future) -> None:
-    def done(fut: asyncio.Future) -> None:
-        if outer.done():
-            return
-        if fut.cancelled():
-            outer.cancel()
-        elif fut.exception() is not None:
-            outer.set_exception(fut.exception())
-        else:
-            outer.set_result(fut.result())
-    inner.add_done_callback(done)
 
 
 def _log_failure(task: asyncio.Future) -> None:

@@ -254,8 +254,8 @@ class PulsarPartitionLog:
         reader = None if cache is not None and cache.holds(offset) else await self._lease_reader(offset)
         return PulsarFetchCursor(self, offset, reader)
 
-    async def _lease_reader(self, offset: int) -> TailReader:
-        """A reader positioned to serve a fetch at `offset` (reused when one already is)."""
+    async def _reuse_reader(self, offset: int) -> TailReader | None:
+        """A reader already positioned for `offset`, leased; failed readers are dropped."""
         for reader in self._readers:
             if reader.covers(offset):
                 reader.leased = True
@@ -263,6 +263,13 @@ class PulsarPartitionLog:
         for reader in [r for r in self._readers if r.failed]:
             self._readers.remove(reader)
             await reader.close()
+        return None
+
+    async def _lease_reader(self, offset: int) -> TailReader:
+        """A reader positioned to serve a fetch at `offset` (reused when one already is)."""
+        reused = await self._reuse_reader(offset)
+        if reused is not None:
+            return reused
         log_start, hwm = await self.bounds()
         floor = self._floor_entry
         if offset <= log_start and not self._start_floor:

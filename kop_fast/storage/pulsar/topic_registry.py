@@ -57,6 +57,7 @@ from kop_fast.storage.pulsar.bridge import (
     has_message_available,
     id_position,
     keep_every_message,
+    release_waiters,
 )
 
 log = logging.getLogger("kop_fast.topics")
@@ -168,14 +169,7 @@ class TopicRegistry:
                 self._apply_record(op, name, record, position)
             except (KeyError, TypeError, ValueError):
                 log.warning("ignoring malformed %r record at %s in %s", op, position, self.topic)
-        remaining = []
-        for wanted, waiter in self._waiters:
-            if wanted <= position:
-                if not waiter.done():
-                    waiter.set_result(None)
-            else:
-                remaining.append((wanted, waiter))
-        self._waiters = remaining
+        self._waiters = release_waiters(self._waiters, position)
 
     async def _append(self, record: dict) -> tuple:
         builder = _pulsar.MessageBuilder()
