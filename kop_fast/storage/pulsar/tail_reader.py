@@ -160,9 +160,13 @@ class TailReader:
                 read_up_to = item.next_offset
                 behind = 0
                 # Hand over at once when the loop has nothing buffered (a fetch may be
-                # waiting for exactly this), else gather up to a chunk per wake-up.
+                # waiting for exactly this), else gather up to a chunk per wake-up. A
+                # Pulsar batch entry's messages arrive together: they go over as one chunk
+                # (the next read_next(0) finds the queue empty), not one wake-up of the
+                # loop (and one fetch answer) per message.
                 if (len(chunk) >= self.CHUNK or size >= READER_BUFFER_BYTES // 4
-                        or not (self._items or self._chunks_posted != self._chunks_received)):
+                        or (type(item) is KafkaEntry
+                            and not (self._items or self._chunks_posted != self._chunks_received))):
                     self._chunks_posted += 1
                     post(self._on_chunk, chunk, size, sequencer.take_points() if sequencer else None)
                     chunk, size = [], 0
