@@ -92,20 +92,21 @@ async def serve(settings: Settings, pulsar_url: str, embedded: EmbeddedPulsar | 
         supervisor = BrokerSupervisor(embedded, lambda reason: loop.call_soon_threadsafe(give_up, reason))
         supervisor.start()
     try:
-        return await _serve(settings, pulsar_url, stop, broker_lost)
+        return await _serve(settings, pulsar_url, stop, broker_lost, supervisor)
     finally:
         if supervisor is not None:
             supervisor.stop()
 
 
-async def _serve(settings: Settings, pulsar_url: str, stop: asyncio.Event, broker_lost: list[str]) -> int:
+async def _serve(settings: Settings, pulsar_url: str, stop: asyncio.Event, broker_lost: list[str],
+                 supervisor: BrokerSupervisor | None = None) -> int:
     from kop_fast.server.cluster import ClusterJoinError
     from kop_fast.server.node import KafkaNode
     from kop_fast.storage.pulsar import PulsarStorage
 
     from kop_fast.storage.pulsar.storage import OffsetModeMismatch
 
-    storage = PulsarStorage(settings, pulsar_url)
+    storage = PulsarStorage(settings, pulsar_url, embedded=supervisor)  # its up/restarts go to the metrics
     try:
         await storage.start()
     except OffsetModeMismatch as exc:

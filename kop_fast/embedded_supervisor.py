@@ -5,6 +5,10 @@ event loop pays nothing. pulsar-client reconnects to the same URL by itself and
 resends what it had not had acknowledged; until then appends wait or fail with
 retriable errors. If the broker cannot be brought back, `on_give_up(reason)`
 is called (from this thread) so kop-fast exits instead of serving errors forever.
+
+`up` (False from a death until the broker is back) and `restarts` are read by the
+metrics (through the storage, `PulsarStorage.stats`); plain attributes, written by this
+thread only.
 """
 
 from __future__ import annotations
@@ -31,7 +35,8 @@ class BrokerSupervisor:
         self.on_give_up = on_give_up
         self.tries = tries
         self.first_delay_s = first_delay_s
-        self.restarts = 0
+        self.restarts = 0  # restarts that brought the broker back
+        self.up = broker.process is not None  # launched and ready before it is supervised
         self._closing = threading.Event()
         self._lock = threading.Lock()  # a restart in progress finishes before stop() goes on
         # Long-lived on purpose: a restarted child's PR_SET_PDEATHSIG fires when the thread that
@@ -55,6 +60,7 @@ class BrokerSupervisor:
             code = process.wait()
             if self._closing.is_set():
                 return
+            self.up = False
             log.warning("embedded pulsar-lite (pid %d) exited with code %s; restarting it on %s (see %s)",
                         process.pid, code, self.broker.url, self.broker.log_path)
             reason = self._restart()
@@ -81,6 +87,7 @@ class BrokerSupervisor:
                     log.warning("restarting the embedded pulsar-lite failed (try %d of %d): %s",
                                 attempt, self.tries, error)
                 else:
+                    self.up = True  # first: a scrape that sees the restart counted sees the broker up
                     self.restarts += 1
                     log.warning("embedded pulsar-lite restarted at %s (pid %d) %.1f s after it died, try %d",
                                 self.broker.url, self.broker.process.pid, time.monotonic() - started, attempt)

@@ -176,6 +176,40 @@ def _limit_metrics(limits):
                             value=len(limits.held))
 
 
+def _storage_metrics(stats):
+    """The storage's own figures (`Storage.stats`), read at scrape time."""
+    yield GaugeMetricFamily("kop_fast_storage_sends_pending",
+                            "Pulsar messages of Produce handed to pulsar-client and not yet acknowledged, over all "
+                            "partitions (one per stored Kafka batch with --entry-format kafka, one per record with "
+                            "pulsar)", value=stats.sends_pending)
+    yield GaugeMetricFamily("kop_fast_storage_appends_waiting",
+                            "Produce appends (Kafka batches) waiting in kop_fast, in order, before they go to "
+                            "pulsar-client: no producer yet, pulsar-client full, or the partition's next offset "
+                            "being read from Pulsar", value=stats.appends_waiting)
+    yield GaugeMetricFamily("kop_fast_entry_cache_entries",
+                            "stored entries kept in memory for fetches right behind the producer (--read-cache-mb)",
+                            value=stats.cache_entries)
+    yield GaugeMetricFamily("kop_fast_entry_cache_bytes", "bytes of the entries the entry cache holds",
+                            value=stats.cache_bytes)
+    yield CounterMetricFamily("kop_fast_entry_cache_hits",
+                              "reads of a partition by Fetch that returned data (a long poll may read a partition "
+                              "more than once), served from the entry cache", value=stats.cache_hits)
+    yield CounterMetricFamily("kop_fast_entry_cache_misses",
+                              "reads of a partition by Fetch that returned data, served by a Pulsar reader "
+                              "(every read with --read-cache-mb 0)", value=stats.cache_misses)
+    up = GaugeMetricFamily("kop_fast_embedded_broker_up",
+                           "1 while the embedded pulsar-lite runs, 0 from its death until it is restarted; "
+                           "no sample with --pulsar-url (kop_fast runs no broker)")
+    restarts = CounterMetricFamily("kop_fast_embedded_broker_restarts",
+                                   "times the embedded pulsar-lite died on its own and was restarted; "
+                                   "no sample with --pulsar-url")
+    if stats.embedded_up is not None:
+        up.add_metric((), int(stats.embedded_up))
+        restarts.add_metric((), stats.embedded_restarts)
+    yield up
+    yield restarts
+
+
 class _StateCollector:
     """What is computed from the node's state when scraped."""
 
@@ -218,6 +252,7 @@ class _StateCollector:
         for kind, n in sorted(node.storage.resources().items()):
             family.add_metric((kind,), n)
         yield family
+        yield from _storage_metrics(node.storage.stats())
         cluster = node.cluster
         if cluster is not None:
             yield GaugeMetricFamily("kop_fast_cluster_members", "live proxies in this proxy's cluster view",

@@ -186,6 +186,32 @@ class ClusterLog(Protocol):
 
 
 # -- the whole engine --------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class StorageStats:
+    """What the engine side of this process is doing, read when metrics are scraped (no I/O).
+    An engine that has no such thing answers 0 (and None for the embedded broker)."""
+
+    #: Appends handed to the engine's client and not acknowledged yet (Pulsar: messages in
+    #: pulsar-client, one per stored Kafka batch with the kafka entry format, one per record
+    #: with pulsar), over the partition logs.
+    sends_pending: int = 0
+    #: Appends waiting in this process, in order, before they are handed over (Pulsar: no
+    #: producer yet, no room in pulsar-client, or the next offset being learned).
+    appends_waiting: int = 0
+    #: Entries and bytes of stored batches kept in memory for fetches (the entry cache).
+    cache_entries: int = 0
+    cache_bytes: int = 0
+    #: Partition reads of fetches (cursor takes that returned data) answered from that
+    #: cache, and answered by the engine; both only grow.
+    cache_hits: int = 0
+    cache_misses: int = 0
+    #: Whether the broker this process runs itself is up; None when it runs none (an
+    #: external engine, or none at all).
+    embedded_up: bool | None = None
+    #: Times that broker was restarted after it died on its own (only grows).
+    embedded_restarts: int = 0
+
+
 class Storage(Protocol):
     async def start(self) -> None: ...
 
@@ -236,6 +262,9 @@ class Storage(Protocol):
 
     def resources(self) -> dict[str, int]:
         """What this process holds open in the engine, by kind (metrics; leak checks)."""
+
+    def stats(self) -> StorageStats:
+        """Sends pending, the entry cache, the embedded broker (metrics; read at scrape time)."""
 
     def partition_name(self, topic: TopicInfo, index: int) -> str:
         """The partition's name, unique in the engine: `partition_log(topic, index).name`,

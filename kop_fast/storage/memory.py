@@ -31,6 +31,7 @@ from kop_fast.storage.api import (
     InvalidTopicName,
     StorageError,
     StorageErrorKind,
+    StorageStats,
     TopicExists,
     TopicInfo,
     UnknownTopic,
@@ -280,6 +281,10 @@ class MemoryStorage:
 
     def resources(self) -> dict[str, int]:
         return {"partition_logs": len(self.engine.partitions)}
+
+    def stats(self) -> StorageStats:
+        """Appends are stored at once, nothing is cached apart from the data, no broker runs."""
+        return StorageStats()
 
     def partition_name(self, topic: TopicInfo, index: int) -> str:
         return f"{topic.name}-{index}"

@@ -85,3 +85,31 @@ def test_a_stop_by_kop_fast_is_not_restarted():
     supervisor._thread.join(5)
     assert not supervisor._thread.is_alive()
     assert broker.restart_calls == 0 and not given_up
+
+
+@pytest.mark.timeout(30)
+def test_up_is_false_from_a_death_until_the_restart():
+    broker = FakeBroker(failures=2)  # down for 0.2 + 0.4 + 0.8 s of backoff
+    supervisor = BrokerSupervisor(broker, lambda reason: None, first_delay_s=0.2)
+    assert supervisor.up and supervisor.restarts == 0
+    supervisor.start()
+    try:
+        broker.process.kill()
+        wait_until(lambda: not supervisor.up)
+        assert supervisor.restarts == 0
+        wait_until(lambda: supervisor.restarts == 1)
+        assert supervisor.up
+    finally:
+        supervisor.stop()
+        broker.stop()
+
+
+@pytest.mark.timeout(30)
+def test_up_stays_false_after_giving_up():
+    broker = FakeBroker(failures=99)
+    given_up = threading.Event()
+    supervisor = BrokerSupervisor(broker, lambda reason: given_up.set(), tries=2, first_delay_s=0.01)
+    supervisor.start()
+    broker.process.kill()
+    assert given_up.wait(10)
+    assert not supervisor.up and supervisor.restarts == 0

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from kop_fast.coordinator.group_base import COUNTERS
 from kop_fast.protocol.errors import ErrorCode
 from kop_fast.server.metrics import _error_codes
-from kop_fast.storage.api import StorageError, StorageErrorKind
+from kop_fast.storage.api import StorageError, StorageErrorKind, StorageStats
 from tests.unit.memory_node import (batch, fetch_request, memory_node, produce_request, raw_request, run,
                                     started_consumer, take)
 
@@ -91,6 +91,32 @@ def test_requests_records_errors_groups_and_lag_are_counted():
             assert s[("kop_fast_storage_handles", (("kind", "partition_logs"),))] >= 1
             assert s[("kop_fast_rebalances_total", ())] >= rebalances + 1
             assert s[("kop_fast_up", ())] == 1
+
+    run(scenario)
+
+
+STORAGE_FIGURES = ("kop_fast_storage_sends_pending", "kop_fast_storage_appends_waiting", "kop_fast_entry_cache_entries",
+                   "kop_fast_entry_cache_bytes", "kop_fast_entry_cache_hits_total", "kop_fast_entry_cache_misses_total")
+
+
+def test_the_storage_figures_are_exported_as_the_storage_reports_them():
+    async def scenario():
+        async with memory_node(metrics_listen="127.0.0.1:0") as (node, bootstrap):
+            await raw_request(bootstrap, 0, 3, produce_request("s", batch(b"a")), ProduceResponse)
+            s = await scrape(node)
+            # The in-memory storage: nothing pending, no cache, no broker of its own (no sample).
+            assert [s[(name, ())] for name in STORAGE_FIGURES] == [0] * 6
+            assert not any(n.startswith("kop_fast_embedded_broker") for n, _ in s)
+
+            node.storage.stats = lambda: StorageStats(3, 4, 5, 6, 7, 8, embedded_up=False, embedded_restarts=2)
+            s = await scrape(node)
+            assert [s[(name, ())] for name in STORAGE_FIGURES] == [3, 4, 5, 6, 7, 8]
+            assert s[("kop_fast_embedded_broker_up", ())] == 0
+            assert s[("kop_fast_embedded_broker_restarts_total", ())] == 2
+            node.storage.stats = lambda: StorageStats(embedded_up=True, embedded_restarts=3)
+            s = await scrape(node)
+            assert s[("kop_fast_embedded_broker_up", ())] == 1
+            assert s[("kop_fast_embedded_broker_restarts_total", ())] == 3
 
     run(scenario)
 

@@ -22,17 +22,25 @@ from collections import deque
 
 
 class CacheBudget:
-    """Bytes held by all partition caches of one process; the oldest entries go first."""
+    """Bytes held by all partition caches of one process; the oldest entries go first.
+
+    Also the process's cache figures for metrics: `entries` held, and `hits` and `misses`,
+    the partition reads of fetches answered from a cache and by a Pulsar reader (counted by
+    the fetch cursors; with a cache of 0 bytes every read is a miss)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self.used = 0
+        self.entries = 0
+        self.hits = 0
+        self.misses = 0
         self._order: deque = deque()  # (cache, its generation, entry) in the order added
         self._stale = 0  # records in _order whose run was reset since
 
     def admit(self, cache: "EntryCache", entry) -> None:
         self._order.append((cache, cache._generation, entry))
         self.used += entry.size
+        self.entries += 1
         while self.used > self.max_bytes and self._order:
             owner, generation, oldest = self._order.popleft()
             if owner._generation == generation:
@@ -91,6 +99,7 @@ class EntryCache:
         live = self._entries[self._head:]
         if live:
             self._budget.used -= sum(entry.size for entry in live)
+            self._budget.entries -= len(live)
             self._budget.dropped(len(live))
         self._generation += 1
         self._bases = []
@@ -104,6 +113,7 @@ class EntryCache:
             self._entries[head] = None
             self._head = head + 1
             self._budget.used -= entry.size
+            self._budget.entries -= 1
             if self._head > 64 and self._head * 2 > len(self._entries):
                 del self._entries[:self._head]
                 del self._bases[:self._head]

@@ -429,6 +429,11 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
         self._in_flight += len(parts)
         return parts[0] if len(parts) == 1 else _first_of_all(parts)
 
+    def send_counts(self) -> tuple[int, int]:
+        """The producer's, and the appends queued here while the next offset is learned."""
+        pending, waiting = self._producer.send_counts()
+        return pending, waiting + len(self._queue)
+
     def _count_down(self) -> None:
         self._in_flight -= 1
         if self._in_flight == 0:

@@ -50,6 +50,8 @@ class PulsarPartitionLog:
         # entry is kept as the Kafka batch its records came in (same records, same offsets).
         self.cache = EntryCache(cache_budget) if (
             cache_budget is not None and cache_budget.max_bytes > 0) else None
+        # Where fetch cursors count cache hits and misses (shared by the process's partitions).
+        self.cache_budget = cache_budget if cache_budget is not None else CacheBudget(0)
         self.high_watermark: int | None = None
         self.log_start: int | None = None
         # True once Pulsar has shown the topic's first entry: the log start is then settled
@@ -305,6 +307,10 @@ class PulsarPartitionLog:
         """(open producers, open tail readers) of this partition (metrics)."""
         return int(self._producer.is_open), len(self._readers)
 
+    def send_counts(self) -> tuple[int, int]:
+        """(messages pending in pulsar-client, appends waiting before it) of this partition (metrics)."""
+        return self._producer.send_counts()
+
     async def close_idle_readers(self, now: float) -> None:
         idle = [r for r in self._readers if not r.leased and now - r.last_used > READER_IDLE_S]
         for reader in idle:
@@ -359,6 +365,7 @@ class PulsarFetchCursor:
                     partition.advance_idle_readers(self.offset, after)
                 self.offset = after
                 self._served = True
+                partition.cache_budget.hits += 1
                 return parts, size
         reader = self._reader
         if reader is None:
@@ -372,6 +379,7 @@ class PulsarFetchCursor:
         if size:
             self.offset = reader.position
             self._served = True
+            partition.cache_budget.misses += 1
         return parts, size
 
     def wait(self) -> list[asyncio.Future]:

@@ -145,6 +145,11 @@ class PartitionProducer:
     def is_open(self) -> bool:
         return self._producer is not None
 
+    def send_counts(self) -> tuple[int, int]:
+        """(messages handed to pulsar-client and not yet acknowledged, appends waiting in
+        `_backlog` for a producer or room), for metrics."""
+        return self._unacknowledged, len(self._backlog)
+
     def reset(self) -> None:
         """Forget the producer after a failure; the next append makes a new one."""
         producer, self._producer = self._producer, None

@@ -19,7 +19,15 @@ import _pulsar
 import pulsar
 
 from kop_fast.config import Settings
-from kop_fast.storage.api import NO_CONFIGS, InvalidPartitions, StorageError, TopicExists, TopicInfo, UnknownTopic
+from kop_fast.storage.api import (
+    NO_CONFIGS,
+    InvalidPartitions,
+    StorageError,
+    StorageStats,
+    TopicExists,
+    TopicInfo,
+    UnknownTopic,
+)
 from kop_fast.storage.pulsar import client_log
 from kop_fast.storage.pulsar.admin import PulsarAdmin
 from kop_fast.storage.pulsar.bridge import (
@@ -51,9 +59,12 @@ class OffsetModeMismatch(RuntimeError):
 
 
 class PulsarStorage:
-    def __init__(self, settings: Settings, service_url: str) -> None:
+    def __init__(self, settings: Settings, service_url: str, embedded=None) -> None:
+        """`embedded`: what keeps the embedded pulsar-lite at `service_url` running, when this
+        process runs it (`embedded_supervisor.BrokerSupervisor`: `up` and `restarts`)."""
         self.settings = settings
         self.service_url = service_url
+        self.embedded = embedded
         self.naming = TopicNaming(settings.kafka_tenant, settings.kafka_namespace)
         self.client: _pulsar.Client | None = None
         self._client_wrapper: pulsar.Client | None = None
@@ -145,6 +156,20 @@ class PulsarStorage:
             producers += p
             readers += r
         return {"partition_logs": len(self._partitions), "producers": producers, "readers": readers}
+
+    def stats(self) -> StorageStats:
+        pending = waiting = 0
+        for partition in self._partitions.values():
+            p, w = partition.send_counts()
+            pending += p
+            waiting += w
+        budget = self.cache_budget
+        embedded = self.embedded
+        return StorageStats(
+            sends_pending=pending, appends_waiting=waiting,
+            cache_entries=budget.entries, cache_bytes=budget.used, cache_hits=budget.hits, cache_misses=budget.misses,
+            embedded_up=None if embedded is None else bool(embedded.up),
+            embedded_restarts=0 if embedded is None else embedded.restarts)
 
     # -- partitions -----------------------------------------------------------------------------
     def partition_name(self, topic: TopicInfo, index: int) -> str:
