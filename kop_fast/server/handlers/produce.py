@@ -123,7 +123,9 @@ async def _resolve_then_store(node, name: str, index: int, records, info=None):
     return await outcome if isinstance(outcome, asyncio.Future) else outcome
 
 
-@api(API_KEY, MIN_VERSION, MAX_VERSION, decode=decode_produce_request)
+# Advertised from v0 as Apache Kafka 4.0 does (KAFKA-18659): librdkafka < 2.11.1 sends gzip, snappy
+# and lz4 batches uncompressed otherwise. v0-v2 requests are still refused (kop_fast/server/registry.py).
+@api(API_KEY, MIN_VERSION, MAX_VERSION, decode=decode_produce_request, advertise_from=0)
 def handle_produce(ctx, request):
     node = ctx.node
     outcomes = []  # (topic, partition, outcome)
