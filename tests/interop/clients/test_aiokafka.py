@@ -218,7 +218,8 @@ def test_admin_client(server):
                 await consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(offsets[4], "half")})
                 [described] = await admin.describe_consumer_groups([group])
                 [(code, group_id, state, protocol_type, protocol, members, *_)] = described.groups
-                assert (code, group_id, state, protocol_type, protocol) == (0, group, "Stable", "consumer", "roundrobin")
+                assert (code, group_id, state, protocol_type, protocol) == (
+                    0, group, "Stable", "consumer", "roundrobin")
                 assert len(members) == 1
                 assert (group, "consumer") in await admin.list_consumer_groups()
                 listed = await admin.list_consumer_group_offsets(group)

@@ -19,7 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from tests.interop.clients.canonical import Record, assert_same_records, canonical_records
 from tests.interop.clients.test_aiokafka import aiokafka_read
 from tests.interop.clients.test_aiokafka import as_record as aiokafka_record
-from tests.interop.clients.test_aiokafka import get_records, send_records
+from tests.interop.clients.test_aiokafka import get_records
 from tests.interop.clients.test_confluent_kafka import (aiokafka_write, group_conf, new_topic, poll_messages,
                                                         produce_records)
 from tests.interop.clients.test_confluent_kafka import as_record as confluent_record
@@ -153,7 +153,7 @@ def test_group_resumes_across_client_libraries(server):
         deadline = time.monotonic() + 30
         while min(sum(1 for p, _, _ in seen if p == q) for q in (0, 1)) < 4:
             assert time.monotonic() < deadline, seen
-            seen += [(m.partition, m.offset, m.value) for m in poll_records(consumer, 1, timeout=1)]
+            seen += [(m.partition, m.offset, m.value) for m in poll_records(consumer, 1, timeout=5)]
         done = first_per_partition(seen, 4)
         assert done == {p: written[p][4:8] for p in (0, 1)}, "kafka-python resumed at confluent-kafka's commits"
         consumer.commit({KTopicPartition(topic, p): OffsetAndMetadata(done[p][-1][0] + 1, "by kafka-python", -1)
@@ -291,8 +291,8 @@ def test_one_group_with_members_of_three_libraries(server):
         consumer = KafkaConsumer(topic, bootstrap_servers=server.bootstrap, group_id=group,
                                  auto_offset_reset="earliest", heartbeat_interval_ms=heartbeat_ms)
         try:
-            while not member.stop.is_set():
-                for batch in consumer.poll(timeout_ms=100).values():
+            while not member.stop.is_set():  # long polls: see poll_records in test_kafka_python.py
+                for batch in consumer.poll(timeout_ms=1000).values():
                     member.read += [(m.partition, m.offset, m.value) for m in batch]
                 member.owned = {tp.partition for tp in consumer.assignment()}
         finally:

@@ -61,10 +61,18 @@ def kafka_python_write(bootstrap: str, topic: str, records: list[Record], partit
 
 
 def poll_records(consumer, count: int, timeout: float = 30) -> list:
+    """`count` records, or what came within `timeout` seconds.
+
+    Each poll may take up to 2 s (it returns as soon as records are there): kafka-python 3.0.12
+    can lose an assignment when a poll times out between its JoinGroup and SyncGroup (the join
+    task is left in flight, need_rejoin() turns False, and its result is never applied), which
+    a short poll on a slow machine hits when the leader's first join had no metadata yet.
+    """
     out = []
     deadline = time.monotonic() + timeout
     while len(out) < count and time.monotonic() < deadline:
-        for batch in consumer.poll(timeout_ms=200, max_records=count - len(out)).values():
+        wait_ms = int(max(0.0, min(2.0, deadline - time.monotonic())) * 1000)
+        for batch in consumer.poll(timeout_ms=wait_ms, max_records=count - len(out)).values():
             out.extend(batch)
     return out
 
