@@ -269,6 +269,8 @@ def raw_earliest(port: int, topic: str, partition: int = 0) -> tuple[int, int]:
 
 
 # -- 1. confluent-kafka AdminClient: the whole life of a topic -------------------------------------
+@pytest.mark.compat("confluent-kafka", "AdminClient on three proxies: create topics with configs, refusals, create "
+                    "partitions, alter and incremental-alter configs, delete and make again")
 @pytest.mark.timeout(120)
 def test_topic_life_cycle_with_confluent_admin_client(cluster):
     from confluent_kafka import KafkaError, Producer
@@ -353,6 +355,7 @@ def test_topic_life_cycle_with_confluent_admin_client(cluster):
 
 
 # -- 2. DeleteRecords -----------------------------------------------------------------------------
+@pytest.mark.compat("confluent-kafka", "AdminClient delete_records moves the log start on every proxy")
 @pytest.mark.timeout(90)
 def test_delete_records_moves_the_log_start_on_every_proxy(cluster):
     from confluent_kafka import Consumer, TopicPartition
@@ -414,6 +417,10 @@ def test_offsets_for_times_after_delete_records_starts_at_the_log_start(cluster)
         consumer.close()
 
 
+@pytest.mark.compat("confluent-kafka", "AdminClient describe_cluster; create_acls",
+                    result="describe_cluster works; ACLs are not supported: create_acls gets SECURITY_DISABLED")
+@pytest.mark.compat("kafka-python", "KafkaAdminClient describe_acls",
+                    result="not supported: SecurityDisabledError")
 @pytest.mark.timeout(30)
 def test_describe_cluster_and_acls_through_clients(cluster):
     from confluent_kafka import KafkaError
@@ -448,6 +455,8 @@ def test_describe_cluster_and_acls_through_clients(cluster):
 
 
 # -- 3. kafka-python's KafkaAdminClient -----------------------------------------------------------
+@pytest.mark.compat("kafka-python", "KafkaAdminClient on two proxies: create topics with configs, describe topics "
+                    "and configs, list and delete topics")
 @pytest.mark.timeout(60)
 def test_kafka_python_admin_client(cluster):
     from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient

@@ -111,6 +111,8 @@ def server(tmp_path_factory):
 
 # -- 1. three confluent consumers share six partitions ---------------------------------------------------
 
+@pytest.mark.compat("confluent-kafka", "eager range group: three members split six partitions; after one leaves the "
+                    "other two take over at the commits, nothing lost or read twice")
 def test_three_consumers_split_six_partitions_then_two_take_over(server):
     topic = unique("split")
     create_topic(server.bootstrap, topic, 6)
@@ -162,6 +164,7 @@ def test_three_consumers_split_six_partitions_then_two_take_over(server):
 
 # -- 2. committed offsets survive kill -9 ------------------------------------------------------------------
 
+@pytest.mark.compat("confluent-kafka", "committed offsets survive kill -9 of kop-fast; the group resumes at them")
 def test_committed_offsets_survive_kill9(tmp_path):
     srv = KopServer(tmp_path / "data", *FAST_GROUPS, "--default-num-partitions", "2")
     srv.start()
@@ -280,6 +283,7 @@ def test_subscription_mirror_follows_commits(server):
 
 # -- 4. kafka-python and aiokafka groups ---------------------------------------------------------------
 
+@pytest.mark.compat("kafka-python", "group consumer: explicit commit, committed(), a new member resumes after it")
 def test_kafka_python_group_commit_close_rejoin(server):
     from kafka import KafkaConsumer
     from kafka.structs import OffsetAndMetadata
@@ -318,6 +322,7 @@ def test_kafka_python_group_commit_close_rejoin(server):
         second.close()
 
 
+@pytest.mark.compat("aiokafka", "group consumer: explicit commit, committed(), a new member resumes after it")
 def test_aiokafka_group_commit_close_rejoin(server):
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import OffsetAndMetadata
@@ -392,6 +397,8 @@ def test_find_coordinator_v0_and_batched_v4(server):
     assert [(c.key, c.error_code, c.node_id) for c in txn.coordinators] == [("tx-1", 15, -1), ("tx-2", 15, -1)]
 
 
+@pytest.mark.compat("confluent-kafka", "AdminClient describe_consumer_groups (members, assignment) and "
+                    "list_consumer_groups (with a state filter)")
 def test_describe_and_list_groups(server):
     from confluent_kafka import ConsumerGroupState
 
@@ -426,6 +433,8 @@ def test_describe_and_list_groups(server):
     assert group in [g.group_id for g in listed.valid]
 
 
+@pytest.mark.compat("confluent-kafka", "AdminClient delete_consumer_groups: NON_EMPTY_GROUP while a member is in it, "
+                    "then deleted with its offsets")
 def test_delete_groups_only_when_empty(server):
     from confluent_kafka.error import KafkaException as AdminError
 

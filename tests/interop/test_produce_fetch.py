@@ -234,6 +234,8 @@ def big(server):
 
 # -- 1. the round trip ------------------------------------------------------------------------------
 
+@pytest.mark.compat("confluent-kafka", "20,000 records (null and binary keys and values, binary and null headers) "
+                    "read back exactly at the delivered offsets")
 def test_confluent_20000_records_read_back_exactly(server, big):
     topic, records, offsets = big
     assert_strictly_increasing(offsets)
@@ -309,6 +311,7 @@ def test_everything_read_again_after_kill9_and_restart(tmp_path):
 
 # -- 4. acks=0, acks=1, idempotence -------------------------------------------------------------------
 
+@pytest.mark.compat("confluent-kafka", "acks=0, acks=1 and enable.idempotence=true: 1,000 records each once, in order")
 @pytest.mark.parametrize("conf", [
     {"acks": "0"},
     {"acks": "1"},
@@ -332,6 +335,8 @@ def test_acks_modes_each_record_exactly_once_in_order(server, conf):
 
 # -- 5. kafka-python and aiokafka ---------------------------------------------------------------------
 
+@pytest.mark.compat("kafka-python", "acks=all producer; assign, seek_to_beginning, beginning_offsets and end_offsets: "
+                    "300 records with binary keys and headers")
 def test_kafka_python_produce_and_consume(server):
     from kafka import KafkaConsumer, KafkaProducer
     from kafka import TopicPartition as KTopicPartition
@@ -371,6 +376,8 @@ def test_kafka_python_produce_and_consume(server):
     assert_same([as_tuple(m) for m in messages], expected_tuples(records, offsets), errors)
 
 
+@pytest.mark.compat("aiokafka", "acks=all producer; assign and seek_to_beginning: 300 records with binary keys, "
+                    "binary and null headers")
 def test_aiokafka_produce_and_consume(server):
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.structs import TopicPartition as ATopicPartition
@@ -445,6 +452,8 @@ def test_fetch_long_poll_wakes_up_when_a_record_arrives(server):
     assert elapsed < 10, f"the fetch was answered after {elapsed:.1f} s, not woken by the produce"
 
 
+@pytest.mark.compat("confluent-kafka", "a consumer waiting at the end (fetch.wait.max.ms=15000) gets the next record "
+                    "at once")
 def test_confluent_consumer_waiting_on_empty_partition_gets_later_record(server):
     topic = unique("longpoll")
     create_topic(server.bootstrap, topic)
@@ -610,6 +619,7 @@ def test_fetch_inside_gap_between_entries_returns_next_record(packed_big):
 # -- 2 (continued). offsets_for_times: last in the module, as a server stuck in a time lookup
 # would slow down every test that shares it. -----------------------------------------------------
 
+@pytest.mark.compat("confluent-kafka", "offsets_for_times on 20,000 records: between, at, before and after them")
 def test_offsets_for_times(server, big):
     topic, records, offsets = big
     consumer = Consumer(consumer_conf(server.bootstrap))

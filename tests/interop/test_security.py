@@ -198,6 +198,7 @@ def test_allowed_tenants_refuse_the_others(tmp_path):
             assert sasl_authenticate(sock, plain_message(ACME, hs256_token("alice")))[0] == 0
 
 
+@pytest.mark.compat("confluent-kafka", "SASL OAUTHBEARER with an RS256 JWT (oauth_cb)")
 def test_oauthbearer_with_an_rs256_public_key(tmp_path):
     private, public = rsa_keypair(tmp_path)
 
@@ -216,12 +217,14 @@ def test_oauthbearer_with_an_rs256_public_key(tmp_path):
         assert "authenticated as role svc, tenant acme/prod" in server.log_text()
 
 
+@pytest.mark.compat("confluent-kafka", "SSL listener with a self-signed certificate (ssl.ca.location)")
 def test_ssl_listener_with_a_self_signed_certificate(secured):
     conf = {"bootstrap.servers": secured.ssl, "security.protocol": "SSL", "ssl.ca.location": str(secured.cert)}
     produce(conf, "tls-topic", [b"over tls"])
     assert consume(conf, "tls-topic", "tls-group", 1) == [b"over tls"]
 
 
+@pytest.mark.compat("confluent-kafka", "SASL_SSL with PLAIN (password token:<JWT>)")
 def test_sasl_ssl_delivers_and_consumes(secured):
     conf = {**sasl_conf(secured, ACME), "bootstrap.servers": secured.sasl_ssl, "security.protocol": "SASL_SSL",
             "ssl.ca.location": str(secured.cert)}
@@ -245,6 +248,7 @@ def test_sighup_reloads_the_certificate_for_new_connections(secured):
     assert "TLS certificate reloaded" in secured.log_text()
 
 
+@pytest.mark.compat("kafka-python", "SASL_PLAINTEXT with PLAIN (password token:<JWT>): produce, group consume")
 def test_kafka_python_with_sasl_plain(secured):
     from kafka import KafkaConsumer, KafkaProducer
 
@@ -261,6 +265,7 @@ def test_kafka_python_with_sasl_plain(secured):
         consumer.close()
 
 
+@pytest.mark.compat("aiokafka", "SASL_PLAINTEXT with PLAIN (password token:<JWT>): produce, group consume")
 def test_aiokafka_with_sasl_plain(secured):
     import asyncio
 
