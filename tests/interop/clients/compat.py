@@ -22,14 +22,14 @@ END = "<!-- compat-table:end -->"
 # Client key -> (display name, the version the tests run, and where it comes from).
 CLIENTS: dict[str, tuple[str, str]] = {
     "confluent-kafka": ("confluent-kafka-python (librdkafka)", "newest on PyPI, >= 2.6"),
-    "kafka-python": ("kafka-python", "newest on PyPI, >= 2.2"),
+    "kafka-python": ("kafka-python", "newest on PyPI, >= 3.0"),
     "aiokafka": ("aiokafka", "newest on PyPI, >= 0.12"),
-    "kcat": ("kcat", "Debian package `kcat`"),
-    "kafkajs": ("KafkaJS (Node.js)", "newest on npm, 2.x"),
-    "sarama": ("Sarama (Go)", "Debian `golang-github-shopify-sarama-dev`"),
-    "kafka-go": ("segmentio kafka-go (Go)", "Debian `golang-github-segmentio-kafka-go-dev`"),
+    "kcat": ("kcat", "Debian `kcat` 1.7.1 (librdkafka 2.0.2)"),
+    "kafkajs": ("KafkaJS (Node.js)", "newest 2.x on npm (2.2.4 when written)"),
+    "sarama": ("Sarama (Go)", "1.22.1, Debian `golang-github-shopify-sarama-dev`"),
+    "kafka-go": ("segmentio kafka-go (Go)", "0.2.1, Debian `golang-github-segmentio-kafka-go-dev`"),
     "confluent-kafka-go": ("confluent-kafka-go (Go, librdkafka)",
-                           "Debian `golang-github-confluentinc-confluent-kafka-go-dev`"),
+                           "0.11.6 on librdkafka 2.0.2, Debian `golang-github-confluentinc-confluent-kafka-go-dev`"),
     "cross-client": ("Across clients", "all of the above"),
 }
 
@@ -55,7 +55,7 @@ def collect(tests_dir: Path = TESTS) -> list[tuple[str, str, str, str]]:
                 for dec in node.decorator_list:
                     got = _mark_args(dec)
                     if got:
-                        rows.append((*got, f"{path.relative_to(ROOT)}::{node.name}"))
+                        rows.append((*got, f"{path.relative_to(tests_dir)}::{node.name}"))
     return rows
 
 
