@@ -111,7 +111,10 @@ async def handle_fetch(ctx, request):
     max_bytes = getattr(request, "max_bytes", 0x7FFFFFFF)
 
     plan = [(topic.topic, p) for topic in request.topics for p in topic.partitions]
-    prepared = await asyncio.gather(*(_prepare(node, name, p) for name, p in plan))
+    if len(plan) == 1:  # the common case, without gather's task (~10 us of a ~100 us fetch)
+        prepared = [await _prepare(node, *plan[0])]
+    else:
+        prepared = await asyncio.gather(*(_prepare(node, name, p) for name, p in plan))
     fetches = [f for f in prepared if f.cursor is not None]
     try:
         total = _take(fetches, max_bytes)
