@@ -40,6 +40,11 @@ _SERVE_OPTIONS = (
      "tenants SASL clients may authenticate as (default: any)"),
     ("--pulsar-url", "URL",
      "Pulsar service URL, e.g. pulsar://host:6650 (absent: start the embedded pulsar-lite)"),
+    ("--pulsar-auth-token", "TOKEN",
+     "this proxy's own token for an authenticating Pulsar: the JWT, token:JWT or file:PATH"),
+    ("--pulsar-authorize-roles", "true|false",
+     "let Pulsar authorize each SASL client's Produce and Fetch as the client's own role "
+     "(a Pulsar client per token, cached; default false)"),
     ("--pulsar-admin-url", "URL",
      "Pulsar admin REST URL, used for partitioned-topic metadata when given"),
     ("--data-dir", "DIR",

@@ -254,6 +254,10 @@ class Settings:
     auth_token_public_key: str | None = None
     allowed_tenants: tuple[str, ...] = ()  # empty: any tenant
     pulsar_url: str | None = None
+    # The proxy's own Pulsar token (an authenticating Pulsar): the JWT, token:JWT or file:PATH.
+    pulsar_auth_token: str | None = field(default=None, repr=False)
+    # SASL clients' Produce and Fetch are authorized by Pulsar, as their own role (storage/pulsar/role_access.py).
+    pulsar_authorize_roles: bool = False
     pulsar_admin_url: str | None = None
     data_dir: Path = Path("kop-data")
     kafka_tenant: str = "public"
@@ -317,6 +321,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "auth_token_public_key": _key_source("auth-token-public-key"),
     "allowed_tenants": _tenants,
     "pulsar_url": _pulsar_url,
+    "pulsar_auth_token": lambda v: str(v).strip(),
+    "pulsar_authorize_roles": _boolean("pulsar-authorize-roles"),
     "pulsar_admin_url": _http_url,
     "data_dir": lambda v: Path(str(v)),
     "kafka_tenant": _name("kafka-tenant"),
@@ -403,6 +409,8 @@ def _check_listeners(settings: Settings) -> Settings:
         raise ConfigError("SSL and SASL_SSL listeners need --tls-cert and --tls-key")
     if settings.tls_client_auth != "none" and settings.tls_ca is None:
         raise ConfigError(f"--tls-client-auth {settings.tls_client_auth} needs --tls-ca to check client certificates")
+    if settings.pulsar_authorize_roles and not any(listener.uses_sasl for listener in listen):
+        raise ConfigError("--pulsar-authorize-roles needs a SASL listener (the roles are SASL clients')")
     if any(listener.uses_sasl for listener in listen) and not (
             settings.auth_token_secret_key or settings.auth_token_public_key):
         raise ConfigError("SASL listeners need --auth-token-secret-key or --auth-token-public-key")

@@ -9,7 +9,7 @@ without a namespace gets --kafka-namespace. --allowed-tenants refuses the others
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kop_fast.auth.mechanisms import PARSERS, MechanismError
 from kop_fast.auth.tokens import TokenError, TokenVerifier
@@ -27,6 +27,8 @@ class Principal:
     tenant: str
     namespace: str
     expires_at: float | None  # seconds since the epoch; None: the session does not expire
+    # The verified token itself, to act for the role against Pulsar; never shown or compared.
+    token: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def scope(self) -> str:
@@ -63,4 +65,4 @@ class Authenticator:
             raise AuthenticationFailed(f"Authentication failed: {named!r} is not TENANT or TENANT/NAMESPACE")
         if self.allowed_tenants and tenant not in self.allowed_tenants:
             raise AuthenticationFailed(f"Authentication failed: tenant {tenant} is not allowed")
-        return Principal(token.role, tenant, namespace, token.expires_at)
+        return Principal(token.role, tenant, namespace, token.expires_at, credentials.token)

@@ -91,9 +91,12 @@ class SaslConnection(KafkaConnection):
         if not self.sasl.authenticated or principal is None:
             return
         if not isinstance(self.node, TenantNode):
-            self.node = TenantNode(self.real_node, principal.tenant, principal.namespace)
+            self.node = TenantNode(self.real_node, principal.tenant, principal.namespace, principal.role,
+                                   principal.token)
             log.info("connection from %s authenticated as role %s, tenant %s", self.peer_name, principal.role,
                      principal.scope, extra={"peer": self.peer_name, "role": principal.role})
+        else:
+            self.node.storage.use_token(principal.token)  # re-authenticated (KIP-368): same role, new token
         if self._expiry is not None:
             self._expiry.cancel()
             self._expiry = None

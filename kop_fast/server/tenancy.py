@@ -42,8 +42,10 @@ def split_scoped_group(group_id: str) -> tuple[str | None, str]:
 
 
 class TenantStorage:
-    def __init__(self, storage, tenant: str, namespace: str) -> None:
+    def __init__(self, storage, tenant: str, namespace: str, role: str | None = None,
+                 token: str | None = None) -> None:
         self._storage = storage
+        self.role, self._token = role, token  # for the engine's authorization (granted/authorize)
         self.scope = f"{tenant}/{namespace}"
         self._full_prefix = f"persistent://{self.scope}/"
         self._names: dict[str, str] = {}  # client name -> storage name (the checks run once)
@@ -65,6 +67,22 @@ class TenantStorage:
             if len(self._names) < 10_000:
                 self._names[name] = mapped
         return mapped
+
+    def granted(self, info: TopicInfo, action: str) -> bool | None:
+        """May this connection `action` ("produce"/"consume") the topic: True/False as the
+        engine last said (no I/O), None when `authorize` must ask (`--pulsar-authorize-roles`)."""
+        return self._storage.known_access(self.role, self._token, self._layout(info), action)
+
+    async def authorize(self, info: TopicInfo, action: str) -> bool:
+        return await self._storage.check_access(self.role, self._token, self._layout(info), action)
+
+    def use_token(self, token: str | None) -> None:
+        self._token = token
+
+    def _layout(self, info: TopicInfo) -> TopicInfo:
+        """The engine's layout behind a layout shown to the tenant (its name is the short one)."""
+        kept = self._views.get(info.storage_name)
+        return kept[0] if kept is not None and kept[1] is info else info
 
     def is_foreign(self, name: str) -> bool:
         try:
@@ -174,10 +192,11 @@ class TenantGroups:
 class TenantNode:
     """The KafkaNode, as one authenticated tenant's connection sees it."""
 
-    def __init__(self, node, tenant: str, namespace: str) -> None:
+    def __init__(self, node, tenant: str, namespace: str, role: str | None = None,
+                 token: str | None = None) -> None:
         self._node = node
         self.tenant, self.namespace = tenant, namespace
-        self.storage = TenantStorage(node.storage, tenant, namespace)
+        self.storage = TenantStorage(node.storage, tenant, namespace, role, token)
         self.group_coordinator = TenantGroups(node.group_coordinator, self.storage.scope)
 
     def __getattr__(self, name):

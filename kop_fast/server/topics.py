@@ -56,6 +56,27 @@ async def resolve_topic(node, name: str, auto_create: bool) -> tuple[ErrorCode, 
     return ErrorCode.none, info
 
 
+def granted(node, info: TopicInfo, action: str) -> bool | None:
+    """May the connection `action` ("produce"/"consume") the topic, known without I/O: True
+    for connections that are not a SASL tenant's or an engine that does not authorize
+    them; None when `authorized` must ask the engine (server/tenancy.py)."""
+    check = getattr(node.storage, "granted", None)
+    return True if check is None else check(info, action)
+
+
+async def authorized(node, info: TopicInfo, action: str) -> ErrorCode:
+    """NONE, or TOPIC_AUTHORIZATION_FAILED when the engine refuses (a Pulsar that could not
+    answer: the storage error's code)."""
+    known = granted(node, info, action)
+    if known is None:
+        try:
+            known = await node.storage.authorize(info, action)
+        except Exception as exc:
+            log.warning("asking Pulsar whether a client may %s %s failed: %r", action, info.name, exc)
+            return storage_error_code(exc)
+    return ErrorCode.none if known else ErrorCode.topic_authorization_failed
+
+
 async def existing_topic(node, name: str) -> TopicInfo | None:
     """The layout of a topic that exists (never created here): no I/O when it is known."""
     info = node.storage.cached_topic(name)

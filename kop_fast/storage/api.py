@@ -279,6 +279,14 @@ class Storage(Protocol):
     def cluster_log(self, cluster_id: str) -> ClusterLog:
         """The membership log of the proxies of one Kafka cluster id."""
 
+    def known_access(self, role: str, token: str | None, topic: TopicInfo, action: str) -> bool | None:
+        """May this SASL client (its role and token) `action` ("produce" or "consume") the
+        topic, as far as known without I/O: True or False, None when `check_access` must ask
+        the engine. Engines that do not authorize clients (the default) answer True."""
+
+    async def check_access(self, role: str, token: str | None, topic: TopicInfo, action: str) -> bool:
+        """The same, asking the engine (Pulsar: as the client's role, `--pulsar-authorize-roles`)."""
+
     def mirror_commit(self, group_id: str, topic: TopicInfo, partition: int, offset: int) -> None:
         """A group's commit is durable: let applications of the engine see it (Pulsar: move
         the subscription named like the group). Never blocks, never fails the commit."""

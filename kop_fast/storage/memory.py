@@ -37,7 +37,8 @@ from kop_fast.storage.api import (
     UnknownTopic,
 )
 
-_LEGAL_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+# A Kafka name, or one inside a SASL tenant's namespace (`tenant/ns/name`, server/tenancy.py), as Pulsar takes it.
+_LEGAL_NAME = re.compile(r"^(?:[A-Za-z0-9._-]+/[A-Za-z0-9._-]+/)?[A-Za-z0-9._-]{1,249}$")
 
 
 class MemoryPartitionLog:
@@ -205,6 +206,16 @@ class MemoryEngine:
 class MemoryStorage:
     def __init__(self, engine: MemoryEngine | None = None) -> None:
         self.engine = engine if engine is not None else MemoryEngine()
+        # (role, topic name, action) that the engine refuses: Pulsar's authorization, for handler tests.
+        self.refused: set[tuple[str, str, str]] = set()
+        self.access_questions = 0
+
+    def known_access(self, role: str, token: str | None, topic: TopicInfo, action: str) -> bool | None:
+        return None if self.refused else True  # with refusals configured, every answer is asked for
+
+    async def check_access(self, role: str, token: str | None, topic: TopicInfo, action: str) -> bool:
+        self.access_questions += 1
+        return (role, topic.name, action) not in self.refused
 
     async def start(self) -> None:
         pass

@@ -24,6 +24,7 @@ from tests.security_support import (
     secret_key_option,
     self_signed_cert,
 )
+from kop_fast.embedded import free_port
 from tests.support import KopServer
 
 pytestmark = pytest.mark.interop
@@ -435,3 +436,29 @@ def test_list_offsets_of_another_tenants_topic_is_refused(secured):
         answer = _send_then_receive(sock, _frame(2, 1, body))
         at = 4 + 4 + 2 + len(name) + 4 + 4
         assert struct.unpack(">h", answer[at:at + 2])[0] == 29  # TOPIC_AUTHORIZATION_FAILED
+
+
+def test_pulsar_authorizes_each_role_through_a_client_of_its_own(tmp_path):
+    """--pulsar-authorize-roles: each token gets a Pulsar client of its own, which opens a
+    producer (Produce) or a reader (Fetch) as that role before the proxy serves it. pulsar-lite
+    does not authenticate, so here Pulsar grants everything: what is shown is the path (one
+    client per token, the proxy's own token accepted, nothing leaked to the log); the refusal
+    mapping is tests/unit/test_role_access.py's."""
+    import urllib.request
+
+    metrics_port = free_port()
+    own_token = hs256_token("kop-fast-proxy")
+    with KopServer(tmp_path / "kop", "--listen", "SASL_PLAINTEXT://127.0.0.1:0",
+                   "--auth-token-secret-key", secret_key_option(), "--pulsar-authorize-roles", "true",
+                   "--pulsar-auth-token", "token:" + own_token, "--metrics-listen", f"127.0.0.1:{metrics_port}",
+                   "--group-initial-rebalance-delay-ms", "0") as server:
+        server.sasl = f"127.0.0.1:{server.ports[1]}"
+        alice, bob = hs256_token("alice"), hs256_token("bob")
+        produce(sasl_conf(server, ACME, alice), "orders", [b"a1", b"a2"])
+        assert consume(sasl_conf(server, ACME, bob), "orders", "billing", want=2) == [b"a1", b"a2"]
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+        [line] = [l for l in text.splitlines() if l.startswith('kop_fast_storage_handles{kind="role_clients"}')]
+        assert float(line.split()[-1]) == 2.0, line  # alice's and bob's
+        log = server.log_text()
+    for secret in (alice, bob, own_token):
+        assert secret not in log

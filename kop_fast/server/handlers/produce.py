@@ -30,7 +30,8 @@ from kop_fast.protocol.produce_wire import (
 from kop_fast.server.registry import api
 from kop_fast.server.storage_errors import storage_error_code
 from kop_fast.server.topic_configs import MAX_MESSAGE_BYTES, int_setting
-from kop_fast.server.topics import resolve_topic
+from kop_fast.auth.access import PRODUCE
+from kop_fast.server.topics import authorized, granted, resolve_topic
 
 log = logging.getLogger("kop_fast.produce")
 
@@ -130,14 +131,20 @@ def _store_legacy(node, info, index: int, message_set) -> asyncio.Future | tuple
     return _store(node, info, index, records)
 
 
-async def _resolve_then_store(node, name: str, index: int, records, store=_store):
-    error, info = await resolve_topic(node, name, auto_create=True)
+async def _resolve_then_store(node, name: str, index: int, records, info=None, store=_store):
     if info is None:
+        error, info = await resolve_topic(node, name, auto_create=True)
+        if info is None:
+            return error, -1
+    error = await authorized(node, info, PRODUCE)
+    if error:
         return error, -1
     outcome = store(node, info, index, records)
     return await outcome if isinstance(outcome, asyncio.Future) else outcome
 
 
+# v0-v2 are served (legacy message sets, up-converted): librdkafka < 2.11.1 also needs v0 advertised
+# to compress (KAFKA-18659).
 @api(API_KEY, MIN_VERSION, MAX_VERSION, decode=decode_produce_request)
 def handle_produce(ctx, request):
     node = ctx.node
@@ -145,12 +152,14 @@ def handle_produce(ctx, request):
     outcomes = []  # (topic, partition, outcome)
     for topic in request.topic_data:
         info = node.storage.cached_topic(topic.name)
+        # A SASL client whose Produce Pulsar has not authorized lately takes the async path.
+        ready = info is not None and granted(node, info, PRODUCE)
         for partition in topic.partition_data:
-            if info is not None:
+            if ready:
                 outcome = store(node, info, partition.index, partition.records)
             else:
                 outcome = asyncio.ensure_future(
-                    _resolve_then_store(node, topic.name, partition.index, partition.records, store))
+                    _resolve_then_store(node, topic.name, partition.index, partition.records, info, store))
             outcomes.append((topic.name, partition.index, outcome))
     if request.acks == 0:
         # Kafka sends no response to acks=0, but the request still waits on the storage like

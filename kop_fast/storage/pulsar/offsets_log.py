@@ -72,8 +72,10 @@ _OK = _pulsar.Result.Ok
 class PulsarOffsetsLog:
     """One partition of `__consumer_offsets`: ownership, replay, and ordered appends."""
 
-    def __init__(self, service_url: str, bridge: CompletionBridge, topic: str, index: int) -> None:
+    def __init__(self, service_url: str, bridge: CompletionBridge, topic: str, index: int,
+                 client_options: dict | None = None) -> None:
         self.service_url = service_url
+        self._client_options = client_options or {}
         self.client: _pulsar.Client | None = None
         self._client_wrapper = None
         self.bridge = bridge
@@ -94,7 +96,7 @@ class PulsarOffsetsLog:
         """
         self._client_wrapper = pulsar.Client(
             self.service_url, operation_timeout_seconds=OPERATION_TIMEOUT_S, connection_timeout_ms=10000,
-            logger=client_logger())
+            logger=client_logger(), **self._client_options)
         self.client = self._client_wrapper._client
         conf = _pulsar.ConsumerConfiguration()
         conf.consumer_type(_pulsar.ConsumerType.Exclusive)

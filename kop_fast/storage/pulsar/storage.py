@@ -43,6 +43,8 @@ from kop_fast.storage.pulsar.offsets_log import PulsarOffsetsLog
 from kop_fast.storage.pulsar.offsets_consecutive import ConsecutivePartitionLog
 from kop_fast.storage.pulsar.partition_log import PulsarPartitionLog
 from kop_fast.storage.pulsar.subscription_mirror import SubscriptionMirror
+from kop_fast.storage.pulsar.credentials import client_options
+from kop_fast.storage.pulsar.role_access import RoleAccess
 from kop_fast.storage.pulsar.one_off import OneOffReads
 from kop_fast.storage.pulsar.cluster_log import PulsarClusterLog, cluster_topics
 from kop_fast.storage.pulsar.topic_registry import TopicRecord, TopicRegistry, legacy_topic_id
@@ -66,6 +68,9 @@ class PulsarStorage:
         self.service_url = service_url
         self.embedded = embedded
         self.naming = TopicNaming(settings.kafka_tenant, settings.kafka_namespace)
+        self.client_options = client_options(settings.pulsar_auth_token)
+        # SASL clients' Produce and Fetch, authorized by Pulsar as their own roles (role_access.py).
+        self.role_access: RoleAccess | None = None  # made in start(), with the bridge
         self.client: _pulsar.Client | None = None
         self._client_wrapper: pulsar.Client | None = None
         self.bridge: CompletionBridge | None = None
@@ -89,6 +94,8 @@ class PulsarStorage:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.bridge = CompletionBridge(loop)
+        if self.settings.pulsar_authorize_roles:
+            self.role_access = RoleAccess(self.service_url, self.bridge)
         # Before the first client: pulsar-client keeps the first logger it is given, process-wide.
         log_file = client_log.use_file(self.settings.data_dir)
         if log_file is not None:
@@ -101,6 +108,7 @@ class PulsarStorage:
             operation_timeout_seconds=10,
             connection_timeout_ms=10000,
             logger=client_logger(),
+            **self.client_options,
         )
         self.client = self._client_wrapper._client
         registry_topic = f"persistent://{self.settings.system_namespace}/__kop_fast_topics"
@@ -121,13 +129,17 @@ class PulsarStorage:
         self._sweeper = asyncio.create_task(self._sweep_idle_readers(), name="reader-sweeper")
         # Opens nothing until a commit is mirrored.
         if stored == "consecutive":
-            self.mirror = SubscriptionMirror(self.service_url, loop, translate=self._mirror_position)
+            self.mirror = SubscriptionMirror(self.service_url, loop, translate=self._mirror_position,
+                                             client_options=self.client_options)
         else:
-            self.mirror = SubscriptionMirror(self.service_url, loop, bounds=self._mirrored_bounds)
+            self.mirror = SubscriptionMirror(self.service_url, loop, bounds=self._mirrored_bounds,
+                                             client_options=self.client_options)
 
     async def close(self) -> None:
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self.role_access is not None:
+            await self.role_access.close()
         if self.mirror is not None:
             await self.mirror.close()
         # Concurrently: each reader thread takes up to one read timeout to notice.
@@ -155,7 +167,10 @@ class PulsarStorage:
             p, r = partition.handle_counts()
             producers += p
             readers += r
-        return {"partition_logs": len(self._partitions), "producers": producers, "readers": readers}
+        held = {"partition_logs": len(self._partitions), "producers": producers, "readers": readers}
+        if self.role_access is not None:
+            held["role_clients"] = self.role_access.open_clients
+        return held
 
     def stats(self) -> StorageStats:
         pending = waiting = 0
@@ -437,11 +452,28 @@ class PulsarStorage:
     # -- the group coordinator's log and commit mirroring ---------------------------------------
     def offsets_log(self, index: int) -> PulsarOffsetsLog:
         topic = partition_topic(self.settings.offsets_topic, index)
-        return PulsarOffsetsLog(self.service_url, self.bridge, topic, index)
+        return PulsarOffsetsLog(self.service_url, self.bridge, topic, index, self.client_options)
 
     def cluster_log(self, cluster_id: str) -> PulsarClusterLog:
         changes, heartbeats = cluster_topics(self.settings.system_namespace, cluster_id)
         return PulsarClusterLog(self.client, self.bridge, changes, heartbeats)
+
+    # -- Pulsar's authorization of SASL clients (role_access.py) ----------------------------------
+    def known_access(self, role: str, token: str | None, topic: TopicInfo, action: str) -> bool | None:
+        access = self.role_access
+        if access is None:
+            return True
+        if token is None:
+            return False
+        return access.known(token, partition_topic(topic.storage_name, 0, topic.partitioned), action)
+
+    async def check_access(self, role: str, token: str | None, topic: TopicInfo, action: str) -> bool:
+        access = self.role_access
+        if access is None:
+            return True
+        if token is None:
+            return False
+        return await access.allowed(token, partition_topic(topic.storage_name, 0, topic.partitioned), action)
 
     def mirror_commit(self, group_id: str, topic: TopicInfo, partition: int, offset: int) -> None:
         if self.mirror is None:

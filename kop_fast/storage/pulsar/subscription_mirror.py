@@ -82,13 +82,15 @@ PROBE_SUBSCRIPTION = "__kop_fast_mirror_probe"
 
 
 class SubscriptionMirror:
-    def __init__(self, service_url: str, loop: asyncio.AbstractEventLoop, bounds=None, translate=None) -> None:
+    def __init__(self, service_url: str, loop: asyncio.AbstractEventLoop, bounds=None, translate=None,
+                 client_options: dict | None = None) -> None:
         """`bounds(topic) -> awaitable (log start, high watermark) | None` of a partition topic;
         `translate(topic, offset) -> awaitable packed position | None` (consecutive offsets:
         the committed offset as pack(L, E, i), the end as pack(L, E + 1, 0); None: nothing
         to position against yet); the rules below then apply to that position."""
         self._translate = translate
         self.service_url = service_url
+        self._client_options = client_options or {}
         self._loop = loop
         self._bounds = bounds
         self._client = None
@@ -286,7 +288,7 @@ class SubscriptionMirror:
         if self._client is None:
             self._client_wrapper = pulsar.Client(
                 self.service_url, operation_timeout_seconds=OPERATION_TIMEOUT_S,
-                connection_timeout_ms=10000, logger=client_logger())
+                connection_timeout_ms=10000, logger=client_logger(), **self._client_options)
             self._client = self._client_wrapper._client
         return self._client
 
