@@ -1,4 +1,4 @@
-"""Fetch responses (v4-v12) encoded by hand, so stored batches go to the socket without a copy.
+"""Fetch responses (v0-v12) encoded by hand, so stored batches go to the socket without a copy.
 
 kio would copy every record batch into one buffer; here the response is a list
 of buffers: small encoded pieces around the batches' own memory, written with
@@ -64,5 +64,29 @@ def encode_fetch_response(version: int, topics: list[tuple[str, list[FetchPartit
             head += b"\x00"  # topic tagged fields
     if flexible:
         head += b"\x00"  # response tagged fields
+    out.append(bytes(head))
+    return out
+
+
+_PARTITION_V0 = struct.Struct(">ihq")  # partition, error, high watermark
+
+
+def encode_legacy_fetch_response(version: int, topics: list[tuple[str, list[FetchPartitionResult]]], *,
+                                 throttle_ms: int = 0) -> list:
+    """Body of a Fetch v0-v3 response: no last stable offset, no aborted transactions, and the
+    throttle time from v1 on. The partitions' parts are message sets already down-converted."""
+    out: list = []
+    head = bytearray(_I32.pack(throttle_ms) if version >= 1 else b"")
+    head += _I32.pack(len(topics))
+    for name, partitions in topics:
+        head += string_bytes(name, False)
+        head += _I32.pack(len(partitions))
+        for p in partitions:
+            head += _PARTITION_V0.pack(p.partition, p.error_code, p.high_watermark)
+            head += _I32.pack(p.size)
+            if p.parts:
+                out.append(bytes(head))
+                out.extend(p.parts)
+                head = bytearray()
     out.append(bytes(head))
     return out

@@ -1,4 +1,4 @@
-"""Produce (key 0) v3-v9 requests decoded and responses encoded by hand: the write hot path.
+"""Produce (key 0) v0-v9 requests decoded and responses encoded by hand: the write hot path.
 
 kio would copy every record batch out of the request frame into a new bytes
 object (for a 1 MB batch that copy, and the fresh memory it touches, was a
@@ -11,11 +11,14 @@ directions against kio for every version.
 
 Layout (flexible = v9: compact lengths, tagged fields):
 
-    request   transactional_id nullable-string, acks int16, timeout_ms int32,
+    request   transactional_id nullable-string (v3+), acks int16, timeout_ms int32,
               [topic_data: name string, [partition_data: index int32, records nullable-bytes]]
     response  [responses: name string, [partition_responses: index int32, error_code int16,
-              base_offset int64, log_append_time_ms int64, log_start_offset int64 (v5+),
-              record_errors [] (v8+), error_message nullable-string (v8+)]], throttle_time_ms int32
+              base_offset int64, log_append_time_ms int64 (v2+), log_start_offset int64 (v5+),
+              record_errors [] (v8+), error_message nullable-string (v8+)]], throttle_time_ms int32 (v1+)
+
+v0-v2 carry legacy message sets (magic 0/1) instead of a v2 batch: the handler converts
+them (protocol/legacy_records.py); kio has no schemas for them (protocol/extra_schemas).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ import struct
 from kop_fast.protocol.errors import MalformedRequest
 from kop_fast.protocol.headers import array_length_bytes, read_uvarint, skip_tagged_fields, string_bytes
 
-MIN_VERSION = 3
+MIN_VERSION = 0
+BATCH_FROM = 3  # older versions carry legacy message sets
 MAX_VERSION = 9
 FLEXIBLE_FROM = 9
 
@@ -33,6 +37,7 @@ _I16 = struct.Struct(">h")
 _I32 = struct.Struct(">i")
 _ACKS_TIMEOUT = struct.Struct(">hi")
 _PARTITION_HEAD = struct.Struct(">ihqq")  # index, error_code, base_offset, log_append_time_ms
+_PARTITION_HEAD_V0 = struct.Struct(">ihq")  # index, error_code, base_offset
 _Q = struct.Struct(">q")
 
 
@@ -111,7 +116,10 @@ def _decode(version: int, frame, offset: int) -> ProduceRequest:
     flexible = version >= FLEXIBLE_FROM
     view = memoryview(frame)
     end = len(view)
-    transactional_id, pos = _string(view, end, offset, flexible, True, "transactional_id")
+    if version >= BATCH_FROM:
+        transactional_id, pos = _string(view, end, offset, flexible, True, "transactional_id")
+    else:
+        transactional_id, pos = None, offset
     _need(end, pos, 6, "acks and timeout")
     acks, timeout_ms = _ACKS_TIMEOUT.unpack_from(view, pos)
     pos += 6
@@ -158,6 +166,10 @@ def encode_produce_response(version: int, topics: list[tuple[str, list[tuple[int
     for name, partitions in topics:
         out += string_bytes(name, flexible)
         out += array_length_bytes(len(partitions), flexible)
+        if version < 2:
+            for index, error_code, base_offset in partitions:
+                out += _PARTITION_HEAD_V0.pack(index, error_code, base_offset)
+            continue
         for index, error_code, base_offset in partitions:
             out += _PARTITION_HEAD.pack(index, error_code, base_offset, -1)
             if version >= 5:
@@ -169,7 +181,8 @@ def encode_produce_response(version: int, topics: list[tuple[str, list[tuple[int
                 out += b"\x00"  # partition tagged fields
         if flexible:
             out += b"\x00"  # topic tagged fields
-    out += _I32.pack(throttle_ms)
+    if version >= 1:
+        out += _I32.pack(throttle_ms)
     if flexible:
         out += b"\x00"  # response tagged fields
     return bytes(out)

@@ -5,13 +5,12 @@ Registration checks that kio has a request and response schema for every
 version in the range, so we can never advertise a version we cannot parse
 (from kio's index; that each of them loads is tested, `tests/unit/test_protocol.py`).
 
-One exception, Apache Kafka's own (KAFKA-18659, Kafka 4.0): Produce is advertised
-from v0 although only v3+ is implemented. librdkafka before 2.11.1 (Debian's kcat
-and librdkafka1 among them) compresses a gzip, snappy or lz4 batch only when the
-broker advertises Produce v0, and otherwise sends it uncompressed without a word.
-Clients take the highest version both sides support, so no client that speaks v3
-sends less; a v0-v2 request is refused like any unsupported version (`supported()`
-is what is implemented, `advertised()` what ApiVersions says).
+Produce is advertised from v0 as Apache Kafka 4.0 does (KAFKA-18659: librdkafka
+before 2.11.1, Debian's kcat and librdkafka1 among them, compresses a gzip, snappy
+or lz4 batch only when the broker advertises Produce v0); kop_fast implements
+v0-v2 too (legacy message sets). `advertise_from` lets an API be named from a
+lower version than it is implemented (`supported()` is what is implemented,
+`advertised()` what ApiVersions says); no handler uses it now.
 """
 
 from __future__ import annotations

@@ -196,6 +196,67 @@ def test_writer_accepts_only_its_own_version():
         entity_writer(request_schema(8, 1))(io.BytesIO(), v0)
 
 
+# --- Produce v0-v2, Fetch v0-v3 ----------------------------------------------------------------
+
+def records(data: bytes | None) -> bytes:
+    return struct.pack(">i", -1) if data is None else struct.pack(">i", len(data)) + data
+
+
+PRODUCE_LEGACY_REQUEST = (  # acks, timeout, topics (no transactional id before v3)
+    struct.pack(">hi", -1, 5000)
+    + array(string("orders") + array(struct.pack(">i", 0) + records(b"MSGSET"), struct.pack(">i", 3) + records(None)))
+)
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_produce_v0_v2_request_bytes(version):
+    decoded = decode_request(0, version, PRODUCE_LEGACY_REQUEST, 0)
+    assert (decoded.acks, decoded.timeout.total_seconds()) == (-1, 5)
+    [topic] = decoded.topic_data
+    assert [(p.index, p.records) for p in topic.partition_data] == [(0, b"MSGSET"), (3, None)]
+    assert encode_request(decoded) == PRODUCE_LEGACY_REQUEST
+
+
+@pytest.mark.parametrize("version", [0, 1, 2])
+def test_produce_v0_v2_response_bytes(version):
+    from kop_fast.protocol.produce_wire import encode_produce_response
+
+    partition = struct.pack(">ihq", 1, 0, 42) + (struct.pack(">q", -1) if version >= 2 else b"")
+    expected = array(string("orders") + array(partition)) + (struct.pack(">i", 0) if version >= 1 else b"")
+    assert encode_produce_response(version, [("orders", [(1, 0, 42)])]) == expected
+    decoded = decode_response(0, version, expected)
+    [p] = decoded.responses[0].partition_responses
+    assert (p.index, p.error_code, p.base_offset) == (1, 0, 42)
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3])
+def test_fetch_v0_v3_request_bytes(version):
+    data = (struct.pack(">iii", -1, 500, 1) + (struct.pack(">i", 1 << 20) if version >= 3 else b"")
+            + array(string("orders") + array(struct.pack(">iqi", 2, 77, 4096))))
+    decoded = decode_request(1, version, data, 0)
+    assert (decoded.replica_id, decoded.max_wait.total_seconds(), decoded.min_bytes) == (-1, 0.5, 1)
+    assert getattr(decoded, "max_bytes", None) == (1 << 20 if version >= 3 else None)
+    [topic] = decoded.topics
+    assert topic.topic == "orders"
+    assert [(p.partition, p.fetch_offset, p.partition_max_bytes) for p in topic.partitions] == [(2, 77, 4096)]
+    assert encode_request(decoded) == data
+    for cut in (1, 5, len(data) // 2, len(data) - 1):
+        with pytest.raises(MalformedRequest):
+            decode_request(1, version, data[:cut], 0)
+
+
+@pytest.mark.parametrize("version", [0, 1, 2, 3])
+def test_fetch_v0_v3_response_bytes(version):
+    from kop_fast.protocol.fetch_response import FetchPartitionResult, encode_legacy_fetch_response
+
+    result = FetchPartitionResult(2, 0, 100, 0, [b"MESSAGES"], 8)
+    expected = ((struct.pack(">i", 0) if version >= 1 else b"")
+                + array(string("orders") + array(struct.pack(">ihq", 2, 0, 100) + records(b"MESSAGES"))))
+    assert b"".join(encode_legacy_fetch_response(version, [("orders", [result])])) == expected
+    [p] = decode_response(1, version, expected).responses[0].partitions
+    assert (p.partition_index, p.error_code, p.high_watermark, p.records) == (2, 0, 100, b"MESSAGES")
+
+
 # --- class shape: what kio's reader/writer and the handlers see --------------------------------
 
 def _expected_shapes():
@@ -281,7 +342,8 @@ def test_class_shapes(key):
 
 
 def test_extra_schemas_table():
-    assert set(EXTRA_SCHEMAS) == {(2, 0), (8, 0), (8, 1), (9, 0)}
+    assert set(EXTRA_SCHEMAS) == {(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (1, 3),
+                                  (2, 0), (8, 0), (8, 1), (9, 0)}
     assert request_schema(8, 0) is not request_schema(8, 1)
     assert response_schema(8, 0) is response_schema(8, 1) is response_schema(8, 2)
     assert response_schema(9, 0) is response_schema(9, 1) and request_schema(9, 0) is request_schema(9, 1)

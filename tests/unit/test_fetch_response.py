@@ -3,11 +3,12 @@
 import pytest
 from kio.serial import entity_reader
 
-from kop_fast.protocol.fetch_response import FetchPartitionResult, encode_fetch_response
+from kop_fast.protocol.fetch_response import (FetchPartitionResult, encode_fetch_response,
+                                              encode_legacy_fetch_response)
 from kop_fast.protocol.schemas import response_schema
 
 
-@pytest.mark.parametrize("version", range(4, 13))
+@pytest.mark.parametrize("version", range(0, 13))
 def test_fetch_response_matches_kio(version):
     batch = b"B" * 70
     topics = [
@@ -15,7 +16,10 @@ def test_fetch_response_matches_kio(version):
                    FetchPartitionResult(1, 1, -1, -1)]),
         ("beta", [FetchPartitionResult(3, 0, 77, 0)]),
     ]
-    body = b"".join(bytes(p) for p in encode_fetch_response(version, topics, error_code=0, session_id=0))
+    if version < 4:  # v0-v3: the schemas of protocol/extra_schemas
+        body = b"".join(bytes(p) for p in encode_legacy_fetch_response(version, topics))
+    else:
+        body = b"".join(bytes(p) for p in encode_fetch_response(version, topics, error_code=0, session_id=0))
     decoded, size = entity_reader(response_schema(1, version))(body, 0)
     assert size == len(body)
     assert [t.topic for t in decoded.responses] == ["alpha", "beta"]

@@ -1,11 +1,12 @@
-"""ApiVersions names Produce from v0, as Apache Kafka 4.0 does (KAFKA-18659), while v3+ is implemented.
+"""ApiVersions names Produce from v0, as Apache Kafka 4.0 does (KAFKA-18659); v0-v2 are implemented
+too now (legacy message sets up-converted: tests/unit/test_legacy_on_memory.py), so the registry's
+`advertise_from` (kept for an API implemented from a higher version) has nothing to widen.
 
 librdkafka before 2.11.1 (Debian's kcat 1.7.1 on librdkafka 2.0.2, for one) enables gzip, snappy
 and lz4 only when the broker advertises Produce v0 and otherwise sends the batch uncompressed,
 saying nothing unless asked to log (`Broker does not support compression type gzip: not
 compressing batch`). End to end: tests/interop/clients/test_kcat.py::test_kcat_compressed_producer
-finds each codec in the stored batch. That a Produce v0 or v2 request is still refused (the
-connection closes, the server carries on) is in tests/interop/test_hostile_frames.py.
+finds each codec in the stored batch.
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ from kop_fast.protocol.produce_wire import MAX_VERSION, MIN_VERSION
 from kop_fast.server.registry import REGISTRY, HandlerRegistry
 
 
-def test_produce_is_advertised_from_v0_and_implemented_from_v3():
+def test_produce_is_advertised_and_implemented_from_v0():
     supported = {key: (lo, hi) for key, lo, hi in REGISTRY.supported()}
     advertised = {key: (lo, hi) for key, lo, hi in REGISTRY.advertised()}
-    assert (MIN_VERSION, supported[0], advertised[0]) == (3, (3, MAX_VERSION), (0, MAX_VERSION))
+    assert (MIN_VERSION, supported[0], advertised[0]) == (0, (0, MAX_VERSION), (0, MAX_VERSION))
     entry = REGISTRY.get(0)
-    assert (entry.min_version, entry.max_version) == (3, MAX_VERSION)  # what the connection accepts
-    # Nothing else is widened.
-    assert {k: v for k, v in advertised.items() if k != 0} == {k: v for k, v in supported.items() if k != 0}
+    assert (entry.min_version, entry.max_version) == (0, MAX_VERSION)  # what the connection accepts
+    assert advertised == supported  # nothing is widened
 
 
 def test_registry_advertise_from():

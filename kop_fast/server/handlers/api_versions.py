@@ -1,7 +1,7 @@
 """ApiVersions (key 18): the answer is built from the handler registry, so only what works is advertised.
 
-The one exception is Kafka's own: Produce is named from v0, v3+ being implemented
-(`HandlerRegistry.advertised`, KAFKA-18659: old librdkafka compresses only then).
+`HandlerRegistry.advertised` may name an API from below its implemented versions
+(`advertise_from`); Produce, which KAFKA-18659 needs named from v0, is implemented from v0.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Fetch (key 1) v4-v12: stored batches through the storage's fetch cursors, long polling,
-zero-copy responses.
+"""Fetch (key 1) v0-v12: stored batches through the storage's fetch cursors, long polling,
+zero-copy responses (v4+; v0-v3 get the batches down-converted to legacy message sets:
+protocol/legacy_records.py).
 
 Each partition gets a cursor at its fetch offset (`PartitionLog.open_fetch`).
 Data already there is taken at once; if less than `min_bytes` came, the fetch
@@ -17,8 +18,11 @@ import asyncio
 import logging
 
 from kop_fast.protocol.encoded import EncodedResponse
+from kop_fast import codec
 from kop_fast.protocol.errors import ErrorCode
-from kop_fast.protocol.fetch_response import FetchPartitionResult, encode_fetch_response
+from kop_fast.protocol.fetch_response import (FetchPartitionResult, encode_fetch_response,
+                                              encode_legacy_fetch_response)
+from kop_fast.protocol.legacy_records import down_convert
 from kop_fast.server.leaders import leader_error
 from kop_fast.server.registry import api
 from kop_fast.server.storage_errors import storage_error_code
@@ -96,7 +100,32 @@ def _take(fetches: list[_PartitionFetch], budget: int) -> int:
     return taken
 
 
-@api(API_KEY, 4, 12)
+def _down_convert(plan, prepared: list[_PartitionFetch], version: int, max_bytes: int) -> None:
+    """Fetch v0-v3: each partition's stored batches as a magic 0 (v0/v1) or magic 1 (v2/v3)
+    message set from its fetch offset on, within its max bytes and what is left of the
+    request's (v3), at least one message."""
+    magic = 0 if version < 2 else 1
+    left = max_bytes
+    for (_name, request_partition), f in zip(plan, prepared):
+        result = f.result
+        if not result.parts:
+            continue
+        if left <= 0:  # converted messages outgrew the request's max bytes: the client asks again
+            result.parts, result.size = [], 0
+            continue
+        try:
+            data = down_convert(b"".join(result.parts), magic, request_partition.fetch_offset,
+                                min(f.max_bytes, left))
+        except codec.CorruptRecordError as exc:
+            log.warning("cannot down-convert the batches of %s: %s", f.partition.name, exc)
+            result.error_code = ErrorCode.corrupt_message
+            data = b""
+        result.parts = [data] if data else []
+        result.size = len(data)
+        left -= len(data)
+
+
+@api(API_KEY, 0, 12)
 async def handle_fetch(ctx, request):
     node = ctx.node
     version = ctx.api_version
@@ -136,6 +165,8 @@ async def handle_fetch(ctx, request):
             if f.cursor is not None:
                 f.cursor.release()
 
+    if version < 4:
+        _down_convert(plan, prepared, version, max_bytes)
     topics: list = []
     by_name: dict[str, list] = {}
     metrics = node.metrics
@@ -153,4 +184,6 @@ async def handle_fetch(ctx, request):
             entries = by_name[name] = []
             topics.append((name, entries))
         entries.append(f.result)
+    if version < 4:
+        return EncodedResponse(encode_legacy_fetch_response(version, topics))
     return EncodedResponse(encode_fetch_response(version, topics))

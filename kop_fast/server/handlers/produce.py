@@ -1,4 +1,7 @@
-"""Produce (key 0) v3-v9: verify each batch, hand it to the storage, answer with its base offset.
+"""Produce (key 0) v0-v9: verify each batch, hand it to the storage, answer with its base offset.
+
+v0-v2 carry legacy message sets (magic 0/1): each partition's set becomes one v2 batch
+(protocol/legacy_records.py: timestamps, compression) and takes the same path.
 
 Nothing is acknowledged before the storage has made it durable. The handler is a plain
 function up to the point where every batch has been handed to its partition, so
@@ -10,12 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 from kop_fast import codec
 from kop_fast.producer_state import SequenceCheck
 from kop_fast.protocol.encoded import EncodedResponse
 from kop_fast.protocol.errors import ErrorCode
+from kop_fast.protocol.legacy_records import up_convert
 from kop_fast.protocol.produce_wire import (
+    BATCH_FROM,
     MAX_VERSION,
     MIN_VERSION,
     decode_produce_request,
@@ -111,7 +117,21 @@ def _store(node, info, index: int, records) -> asyncio.Future | tuple[ErrorCode,
     return result
 
 
-async def _resolve_then_store(node, name: str, index: int, records, info=None):
+def _store_legacy(node, info, index: int, message_set) -> asyncio.Future | tuple[ErrorCode, int]:
+    """Produce v0-v2: the partition's legacy message set as one v2 batch, then `_store`."""
+    if not 0 <= index < info.partitions:
+        return ErrorCode.unknown_topic_or_partition, -1
+    if not message_set:
+        return ErrorCode.corrupt_message, -1
+    try:
+        records = up_convert(message_set, int(time.time() * 1000))
+    except codec.CorruptRecordError as exc:
+        log.info("rejecting corrupt message set for %s[%d]: %s", info.name, index, exc)
+        return ErrorCode.corrupt_message, -1
+    return _store(node, info, index, records)
+
+
+async def _resolve_then_store(node, name: str, index: int, records, info=None, store=_store):
     if info is None:
         error, info = await resolve_topic(node, name, auto_create=True)
         if info is None:
@@ -119,15 +139,16 @@ async def _resolve_then_store(node, name: str, index: int, records, info=None):
     error = await authorized(node, info, PRODUCE)
     if error:
         return error, -1
-    outcome = _store(node, info, index, records)
+    outcome = store(node, info, index, records)
     return await outcome if isinstance(outcome, asyncio.Future) else outcome
 
 
-# Advertised from v0 as Apache Kafka 4.0 does (KAFKA-18659): librdkafka < 2.11.1 sends gzip, snappy
-# and lz4 batches uncompressed otherwise. v0-v2 requests are still refused (kop_fast/server/registry.py).
-@api(API_KEY, MIN_VERSION, MAX_VERSION, decode=decode_produce_request, advertise_from=0)
+# v0-v2 are served (legacy message sets, up-converted): librdkafka < 2.11.1 also needs v0 advertised
+# to compress (KAFKA-18659).
+@api(API_KEY, MIN_VERSION, MAX_VERSION, decode=decode_produce_request)
 def handle_produce(ctx, request):
     node = ctx.node
+    store = _store if ctx.api_version >= BATCH_FROM else _store_legacy
     outcomes = []  # (topic, partition, outcome)
     for topic in request.topic_data:
         info = node.storage.cached_topic(topic.name)
@@ -135,10 +156,10 @@ def handle_produce(ctx, request):
         ready = info is not None and granted(node, info, PRODUCE)
         for partition in topic.partition_data:
             if ready:
-                outcome = _store(node, info, partition.index, partition.records)
+                outcome = store(node, info, partition.index, partition.records)
             else:
                 outcome = asyncio.ensure_future(
-                    _resolve_then_store(node, topic.name, partition.index, partition.records, info))
+                    _resolve_then_store(node, topic.name, partition.index, partition.records, info, store))
             outcomes.append((topic.name, partition.index, outcome))
     if request.acks == 0:
         # Kafka sends no response to acks=0, but the request still waits on the storage like

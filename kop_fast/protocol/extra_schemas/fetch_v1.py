@@ -1,0 +1,5 @@
+"""Fetch v1 request and response (built in fetch_legacy)."""
+
+from kop_fast.protocol.extra_schemas.fetch_legacy import classes
+
+globals().update(classes(__name__, 1))
