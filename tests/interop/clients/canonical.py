@@ -85,3 +85,15 @@ def confluent_read(bootstrap: str, topic: str, count: int, partition: int = 0, s
         _, ts = m.timestamp()
         out.append(Record(m.key(), m.value(), tuple((n, v) for n, v in (m.headers() or [])), ts))
     return out
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
+    """The group's committed offsets as confluent-kafka sees them (-1001 for none)."""
+    from confluent_kafka import Consumer, TopicPartition
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        got = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=15)
+    finally:
+        consumer.close()
+    assert all(tp.error is None for tp in got), got
+    return [tp.offset for tp in got]

@@ -20,19 +20,10 @@ from tests.interop.clients.canonical import BASE_TS, Record, assert_same_records
 from tests.interop.clients.test_confluent_kafka import (CODECS, assert_librdkafka_compressed, compressible,
                                                         new_topic, produce_records, stored_batches)
 from tests.interop.test_produce_fetch import unique
-from tests.support import KopServer
 
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = KopServer(tmp_path_factory.mktemp("aiokafka") / "data", "--group-initial-rebalance-delay-ms", "0")
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def run(coroutine, timeout: float = 60):

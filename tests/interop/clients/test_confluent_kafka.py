@@ -34,14 +34,6 @@ CODECS = ("gzip", "snappy", "lz4", "zstd")
 CODEC_IDS = {"none": 0, "gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = KopServer(tmp_path_factory.mktemp("confluent-kafka") / "data", "--group-initial-rebalance-delay-ms", "0")
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 # -- helpers (also used by test_cross_client.py) ------------------------------------------------------

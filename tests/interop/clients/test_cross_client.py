@@ -27,19 +27,10 @@ from tests.interop.clients.test_kafka_python import as_record as kafka_python_re
 from tests.interop.clients.test_kafka_python import (kafka_python_read, kafka_python_write, poll_records,
                                                      without_null_headers)
 from tests.interop.test_produce_fetch import unique
-from tests.support import KopServer
 
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = KopServer(tmp_path_factory.mktemp("cross-client") / "data", "--group-initial-rebalance-delay-ms", "0")
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def confluent_read(bootstrap: str, topic: str, count: int, partition: int = 0) -> list:

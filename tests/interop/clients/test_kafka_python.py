@@ -19,19 +19,10 @@ import pytest
 from tests.interop.clients.canonical import BASE_TS, Record, assert_same_records, canonical_records
 from tests.interop.clients.test_confluent_kafka import compressible, new_topic, stored_batches, stored_codecs
 from tests.interop.test_produce_fetch import unique
-from tests.support import KopServer
 
 pytestmark = pytest.mark.interop
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    srv = KopServer(tmp_path_factory.mktemp("kafka-python") / "data", "--group-initial-rebalance-delay-ms", "0")
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 # -- helpers (also used by test_cross_client.py) ------------------------------------------------------

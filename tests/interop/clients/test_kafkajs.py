@@ -18,10 +18,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.interop.clients.canonical import (
+    committed,
     Record,
     assert_same_records,
     canonical_records,
@@ -94,17 +94,6 @@ def admin_steps(node: str, bootstrap: str, *steps) -> list[dict]:
     results = json_lines(out.stdout)
     assert [r["step"] for r in results] == [s[0] for s in steps], out.stderr[-3000:]
     return results
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
-    """The group's committed offsets as confluent-kafka sees them (-1001 for none)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        got = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=15)
-    finally:
-        consumer.close()
-    assert all(tp.error is None for tp in got), got
-    return [tp.offset for tp in got]
 
 
 def stored_codec(port: int, topic: str) -> int:

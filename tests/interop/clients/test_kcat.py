@@ -23,10 +23,11 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka import TIMESTAMP_CREATE_TIME, Consumer, TopicPartition
+from confluent_kafka import TIMESTAMP_CREATE_TIME
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from tests.interop.clients.canonical import (
+    committed,
     Record,
     assert_same_records,
     canonical_records,
@@ -82,17 +83,6 @@ def as_record(envelope: dict) -> Record:
     headers = tuple((flat[i], unraw(flat[i + 1])) for i in range(0, len(flat), 2))
     assert envelope["tstype"] == "create", envelope
     return Record(unraw(envelope["key"]), unraw(envelope["payload"]), headers, envelope["ts"])
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> list[int]:
-    """The group's committed offsets as confluent-kafka sees them (-1001 for none)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        got = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=15)
-    finally:
-        consumer.close()
-    assert all(tp.error is None for tp in got), got
-    return [tp.offset for tp in got]
 
 
 def create_topics(bootstrap: str, topic: str, partitions: int) -> None:
