@@ -166,3 +166,127 @@ def test_a_corrupt_batch_is_refused_and_nothing_is_stored():
             assert await node.storage.partition_log(info, 0).bounds() == (0, 0)
 
     run(scenario)
+
+
+# -- idempotent producers while the partition's producer state is read ----------------------------
+
+PRODUCER_ID = 4242
+
+
+def idempotent_batch(sequence: int, value: bytes) -> bytes:
+    return codec.encode_batch([codec.Record(0, 1_000, None, value, ())], producer_id=PRODUCER_ID,
+                              producer_epoch=0, base_sequence=sequence)
+
+
+async def pipelined_produce(bootstrap: str, topic: str, batches: list[bytes]) -> asyncio.Future:
+    """The batches as Produce v3 requests sent back to back on one connection (as a client with
+    several requests in flight sends them); a future of their (error, base offset) in order."""
+    import io
+    import struct
+
+    from kio.serial import entity_reader, entity_writer
+
+    from tests.unit.memory_node import produce_request
+
+    host, port = bootstrap.split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    for i, records in enumerate(batches):
+        body = io.BytesIO()
+        entity_writer(type(produce_request(topic, records)))(body, produce_request(topic, records))
+        payload = struct.pack(">hhih", 0, 3, i, 4) + b"test" + body.getvalue()
+        writer.write(struct.pack(">i", len(payload)) + payload)
+    await writer.drain()
+
+    async def answers():
+        try:
+            out = []
+            for i in range(len(batches)):
+                frame = await reader.readexactly(struct.unpack(">i", await reader.readexactly(4))[0])
+                assert struct.unpack(">i", frame[:4])[0] == i
+                response, _ = entity_reader(ProduceResponse)(frame, 4)
+                part = response.responses[0].partition_responses[0]
+                out.append((part.error_code, part.base_offset))
+            return out
+        finally:
+            writer.close()
+
+    return asyncio.ensure_future(answers())
+
+
+def test_the_first_idempotent_batch_of_a_new_partition_is_stored_at_once():
+    # A Kafka broker leading a new partition has its (empty) producer state at hand: the first
+    # idempotent batch is stored, not answered NOT_LEADER_OR_FOLLOWER while the state is read
+    # (Sarama 1.22 resends those at once, 3 times, and then fails the batch).
+    async def scenario():
+        async with memory_node() as (_node, bootstrap):
+            assert await (await pipelined_produce(bootstrap, "fresh", [idempotent_batch(0, b"r0")])) == [
+                (ErrorCode.none, 0)]
+            assert await (await pipelined_produce(bootstrap, "fresh", [
+                idempotent_batch(1, b"r1"), idempotent_batch(0, b"r0")])) == [
+                (ErrorCode.none, 1), (ErrorCode.none, 0)]  # a retry of batch 0 gets its offset back
+
+    run(scenario)
+
+
+def test_idempotent_batches_wait_for_a_slow_producer_state_read_and_keep_their_order(monkeypatch):
+    from kop_fast.storage.memory import MemoryPartitionLog
+
+    release = asyncio.Event()
+    original = MemoryPartitionLog.recent_producer_batches
+
+    async def slow(self, max_entries=1000):
+        await release.wait()
+        return await original(self, max_entries)
+
+    monkeypatch.setattr(MemoryPartitionLog, "recent_producer_batches", slow)
+
+    async def scenario():
+        async with memory_node() as (node, bootstrap):
+            waiting = await pipelined_produce(bootstrap, "slow", [idempotent_batch(i, b"r%d" % i) for i in range(3)])
+            # A plain producer's batch does not wait; the idempotent ones do.
+            assert await (await pipelined_produce(bootstrap, "slow", [batch(b"plain")])) == [(ErrorCode.none, 0)]
+            await asyncio.sleep(0.3)
+            assert not waiting.done()
+            # A batch that arrives later, on another connection, queues behind them.
+            later = await pipelined_produce(bootstrap, "slow", [idempotent_batch(3, b"r3")])
+            await asyncio.sleep(0.05)
+            release.set()
+            assert await waiting == [(ErrorCode.none, 1), (ErrorCode.none, 2), (ErrorCode.none, 3)]
+            assert await later == [(ErrorCode.none, 4)]
+            info = node.storage.cached_topic("slow")
+            assert (await node.storage.partition_log(info, 0).bounds()) == (0, 5)
+
+    run(scenario)
+
+
+def test_a_producer_state_read_that_fails_or_takes_too_long_answers_not_leader(monkeypatch):
+    from kop_fast.storage.memory import MemoryPartitionLog
+
+    original = MemoryPartitionLog.recent_producer_batches
+    mode = {"now": "fail"}
+
+    async def flaky(self, max_entries=1000):
+        if mode["now"] == "fail":
+            raise StorageError("down", StorageErrorKind.UNAVAILABLE)
+        if mode["now"] == "hang":
+            await asyncio.sleep(3600)
+        return await original(self, max_entries)
+
+    monkeypatch.setattr(MemoryPartitionLog, "recent_producer_batches", flaky)
+
+    async def scenario():
+        async with memory_node() as (node, bootstrap):
+            node.producer_recovery.wait_s = 0.2
+            not_ready = (ErrorCode.not_leader_or_follower, -1)
+            assert await (await pipelined_produce(bootstrap, "sick", [idempotent_batch(0, b"r0")])) == [not_ready]
+            mode["now"] = "hang"
+            started = asyncio.get_running_loop().time()
+            assert await (await pipelined_produce(bootstrap, "sick", [idempotent_batch(0, b"r0")])) == [not_ready]
+            assert 0.15 < asyncio.get_running_loop().time() - started < 2
+            # The read still hangs (answering the batch did not start another); it ends, the engine recovers.
+            node.producer_recovery._loading.pop("sick-0").cancel()
+            mode["now"] = "ok"
+            assert await (await pipelined_produce(bootstrap, "sick", [idempotent_batch(0, b"r0")])) == [
+                (ErrorCode.none, 0)]
+
+    run(scenario)

@@ -73,7 +73,16 @@ def _store(node, info, index: int, records) -> asyncio.Future | tuple[ErrorCode,
     if cluster is not None and not cluster.serving(partition.name):
         return ErrorCode.not_leader_or_follower, -1
     if producer_id >= 0 and not node.producer_recovery.ready(partition):
-        return ErrorCode.not_leader_or_follower, -1  # its producers' state is being read
+        # Its producers' state is being read: the batch waits for it (in arrival order).
+        return node.producer_recovery.after_load(
+            partition, lambda: _append(node, info, index, partition, records, count, producer_id, producer_epoch,
+                                       base_sequence))
+    return _append(node, info, index, partition, records, count, producer_id, producer_epoch, base_sequence)
+
+
+def _append(node, info, index: int, partition, records, count: int, producer_id: int, producer_epoch: int,
+            base_sequence: int) -> asyncio.Future | tuple[ErrorCode, int]:
+    """Check the producer's sequence and hand the batch to the storage."""
     producers = node.producer_state
     check, cached_offset = producers.check(partition.name, producer_id, producer_epoch, base_sequence, count)
     if check == SequenceCheck.DUPLICATE_OF_RECENT:

@@ -7,11 +7,12 @@ JSON lines: (a) the Go client produces them and confluent-kafka reads them back,
 writes them and the Go client reads them in a consumer group and commits, and confluent-kafka's
 `Consumer.committed()` must then show the commit.
 
-The three clients do not all speak the protocol kop-fast serves: kop-fast answers Produce v3+ and
-Fetch v4+ (message format v2, as Kafka 4.0 does after KIP-896) and closes the connection on older
-versions. Sarama below `Version = V0_11_0_0` (its default is V0_8_2_0) and kafka-go 0.2.1 (Produce v2
-and Fetch v2, magic 1 messages, no headers) use those older versions; their tests assert the error
-the client sees, and the compat results say so.
+Sarama below `Version = V0_11_0_0` (its default is V0_8_2_0: Produce v0 and Fetch v0, magic 0
+messages) and kafka-go 0.2.1 (Produce v2 and Fetch v2, magic 1 messages) use the legacy message
+formats, which kop-fast converts (README, "Old clients"; kop_fast/protocol/legacy_records.py): their
+tests check what each format carries. Magic 0 and 1 have no headers (Sarama refuses to produce them
+below V0_11_0_0; kafka-go 0.2.1 has none; a legacy fetch drops them), magic 0 has no timestamps
+(kop-fast stores the receive time as CreateTime; Sarama reads none), magic 1 keeps the client's.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -35,7 +38,7 @@ from tests.interop.clients.canonical import (
     read_json_lines,
     write_json_lines,
 )
-from tests.interop.test_produce_fetch import unique
+from tests.interop.test_produce_fetch import unique, watermarks
 
 pytestmark = pytest.mark.interop
 
@@ -156,15 +159,34 @@ def committed(bootstrap: str, group: str, topic: str, partition: int = 0) -> int
     return tp.offset
 
 
-def read_back(bootstrap: str, client: str, *extra: str) -> None:
-    """(b): confluent-kafka writes, `client` reads the records in a new group and commits."""
+def as_records(lines: list[dict]):
+    return read_json_lines("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def without_headers(records):
+    return [replace(r, headers=()) for r in records]
+
+
+def legacy(records, *, magic: int):
+    """What a consumer gets of `records` as magic 0/1 messages: no headers; magic 0 no timestamp
+    either (the programs print -1)."""
+    return [replace(r, headers=(), timestamp=r.timestamp if magic else -1) for r in records]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def read_back(bootstrap: str, client: str, *extra: str, expect=lambda records: records) -> None:
+    """(b): confluent-kafka writes, `client` reads the records in a new group and commits;
+    `expect`: what of the records the client can see."""
     go_program(client)
     topic, group = unique(f"go-{client}-in"), unique(f"go-{client}-group")
     records = canonical_records(topic)
     offsets = confluent_write(bootstrap, topic, records)
     lines = ok(run(client, "consume-group", "-bootstrap", bootstrap, "-topic", topic, "-group", group,
                    "-count", str(len(records)), *extra), client)
-    assert_same_records(read_json_lines("".join(json.dumps(line) + "\n" for line in lines)), records, who=client)
+    assert_same_records(as_records(lines), expect(records), who=client)
     assert [line["offset"] for line in lines] == offsets
     assert committed(bootstrap, group, topic) == offsets[-1] + 1
 
@@ -183,27 +205,63 @@ def written_then_read(bootstrap: str, client: str, *extra: str) -> None:
 
 # -- Sarama -----------------------------------------------------------------------------------------
 
-@pytest.mark.compat("sarama", "produce with the default configuration (Version V0_8_2_0)",
-                    result="not supported: Sarama sends Produce v0, kop-fast serves v3+ and closes the "
-                           "connection, so the records without headers fail with `EOF`; below V0_11_0_0 Sarama "
-                           "itself refuses the others (`kafka: invalid configuration (Producing headers requires "
-                           "Kafka at least v0.11)`); SendMessages returns `kafka: Failed to deliver 6 messages.` "
-                           "Set Version >= V0_11_0_0")
-def test_sarama_default_config_produce_is_refused(kop_server):
-    records = canonical_records("sarama-default")
-    error = refused(run("sarama", "produce", "-bootstrap", kop_server.bootstrap, "-topic",
-                        unique("go-sarama-default"), stdin=write_json_lines(records)), "sarama")
-    assert "kafka: Failed to deliver 6 messages." in error, error
-    # The records without headers reach kop-fast, which refuses Produce v0; the others stop in Sarama.
-    assert error.endswith("errors: kafka: invalid configuration (Producing headers requires Kafka at least "
-                          "v0.11); EOF") or error.endswith("errors: EOF; kafka: invalid configuration "
-                                                           "(Producing headers requires Kafka at least v0.11)"), error
-    assert "unsupported version 0 of API 0" in kop_server.log_text()
+@pytest.mark.compat("sarama", "produce with the default configuration (Version V0_8_2_0: Produce v0, magic 0 "
+                              "messages): keys and values, read back by confluent-kafka with kop-fast's receive "
+                              "time as CreateTime (magic 0 has no timestamps; Kafka would store none), and by a "
+                              "default-config Sarama Consumer (Fetch v0)")
+def test_sarama_default_config_produce_read_back(kop_server):
+    go_program("sarama")
+    topic = unique("go-sarama-default-out")
+    records = without_headers(canonical_records(topic))  # with headers, see the next test
+    before = now_ms()
+    lines = ok(run("sarama", "produce", "-bootstrap", kop_server.bootstrap, "-topic", topic, "-partition", "0",
+                   stdin=write_json_lines(records)), "sarama")
+    after = now_ms()
+    offsets = [line["offset"] for line in lines]
+    assert offsets == list(range(len(records))), offsets
+    got = confluent_read(kop_server.bootstrap, topic, len(records))
+    assert all(before <= r.timestamp <= after for r in got), ([r.timestamp for r in got], before, after)
+    assert_same_records([replace(r, timestamp=0) for r in got], [replace(r, timestamp=0) for r in records],
+                        who="confluent-kafka reading what Sarama wrote as magic 0")
+    back = ok(run("sarama", "consume", "-bootstrap", kop_server.bootstrap, "-topic", topic,
+                  "-count", str(len(records))), "sarama")
+    assert [line["offset"] for line in back] == offsets
+    assert_same_records(as_records(back), legacy(records, magic=0), who="Sarama reading back with Fetch v0")
+
+
+@pytest.mark.compat("sarama", "produce records with headers with the default configuration (Version V0_8_2_0)",
+                    result="not supported by Sarama itself: the messages with headers fail in Sarama before any "
+                           "request, `kafka: invalid configuration (Producing headers requires Kafka at least "
+                           "v0.11)` (SendMessages: `kafka: Failed to deliver 4 messages.`); set Version >= "
+                           "V0_11_0_0 for headers")
+def test_sarama_default_config_refuses_headers_itself(kop_server):
+    go_program("sarama")
+    topic = unique("go-sarama-default-headers")
+    records = [r for r in canonical_records(topic) if r.headers]
+    error = refused(run("sarama", "produce", "-bootstrap", kop_server.bootstrap, "-topic", topic, "-partition", "0",
+                        stdin=write_json_lines(records)), "sarama")
+    assert error == (f"error: send: kafka: Failed to deliver {len(records)} messages.; errors: kafka: invalid "
+                     "configuration (Producing headers requires Kafka at least v0.11)"), error
+
+
+@pytest.mark.compat("sarama", "a Consumer (no group) with the default configuration (Fetch v0, magic 0 messages): "
+                              "reads what confluent-kafka wrote, from the first offset and from inside the stored "
+                              "batch: keys and values (no headers and no timestamps, magic 0 carries neither)")
+def test_sarama_default_config_consumer_reads_what_confluent_wrote(kop_server):
+    go_program("sarama")
+    topic = unique("go-sarama-default-in")
+    records = canonical_records(topic)
+    offsets = confluent_write(kop_server.bootstrap, topic, records)
+    for start in (0, 3):
+        lines = ok(run("sarama", "consume", "-bootstrap", kop_server.bootstrap, "-topic", topic,
+                       "-offset", str(offsets[start]), "-count", str(len(records) - start)), "sarama")
+        assert [line["offset"] for line in lines] == offsets[start:]
+        assert_same_records(as_records(lines), legacy(records[start:], magic=0), who="Sarama (Fetch v0)")
 
 
 @pytest.mark.compat("sarama", "consumer group with the default configuration (Version V0_8_2_0)",
                     result="not supported by Sarama itself: `kafka: invalid configuration (consumer groups "
-                           "require Version to be >= V0_10_2_0)`; kop-fast needs V0_11_0_0 or newer")
+                           "require Version to be >= V0_10_2_0)`; V0_10_2_0 works (next row)")
 def test_sarama_default_config_consumer_group_is_refused_by_sarama(kop_server):
     error = refused(run("sarama", "consume-group", "-bootstrap", kop_server.bootstrap, "-topic",
                         unique("go-sarama-default"), "-group", unique("g"), "-count", "1"), "sarama")
@@ -211,17 +269,13 @@ def test_sarama_default_config_consumer_group_is_refused_by_sarama(kop_server):
                      "(consumer groups require Version to be >= V0_10_2_0)"), error
 
 
-@pytest.mark.compat("sarama", "consumer group with Version V0_10_2_0 (the oldest Sarama allows for groups)",
-                    result="not supported: the group is joined, then Fetch v3 is refused (kop-fast serves "
-                           "Fetch v4+ and closes the connection): `kafka: error while consuming <topic>/0: EOF`")
-def test_sarama_v0_10_consumer_group_fetch_is_refused(kop_server):
-    go_program("sarama")
-    topic = unique("go-sarama-v010")
-    confluent_write(kop_server.bootstrap, topic, canonical_records(topic))
-    error = refused(run("sarama", "consume-group", "-bootstrap", kop_server.bootstrap, "-topic", topic,
-                        "-group", unique("g"), "-count", "6", "-version", "0.10.2.0"), "sarama")
-    assert error == f"error: consumer group: kafka: error while consuming {topic}/0: EOF", error
-    assert "unsupported version 3 of API 1" in kop_server.log_text()
+@pytest.mark.compat("sarama", "consumer group with Version V0_10_2_0, the oldest Sarama allows for groups (Fetch "
+                              "v3, magic 1 messages): reads what confluent-kafka wrote, keys, values and "
+                              "timestamps (no headers: magic 1 has none), the marked offsets committed on "
+                              "leaving, seen by committed()")
+def test_sarama_v0_10_consumer_group_reads_and_commits(kop_server):
+    read_back(kop_server.bootstrap, "sarama", "-version", "0.10.2.0",
+              expect=lambda records: legacy(records, magic=1))
 
 
 @pytest.mark.parametrize("version", ["0.11.0.0", SARAMA_MODERN])
@@ -242,6 +296,12 @@ def test_sarama_compressed_produce_read_back_by_confluent(kop_server, codec):
 @pytest.mark.compat("sarama", "idempotent produce (Producer.Idempotent, acks all, one open request) with Version "
                               "V2_2_0_0, read back by confluent-kafka")
 def test_sarama_idempotent_produce_read_back_by_confluent(kop_server):
+    # Sarama 1.22 resends an idempotent batch answered with a retriable error at once (a metadata
+    # refresh, no backoff), Producer.Retry.Max (3) times, then fails it, or hangs when it held more
+    # than one message (retryBatch answers only the first). kop-fast therefore holds the batches that
+    # arrive while it reads a partition's producer state instead of answering them
+    # NOT_LEADER_OR_FOLLOWER (kop_fast/server/producer_recovery.py), as a Kafka broker leading the
+    # partition never has to: this runs with Sarama's default retry settings.
     written_then_read(kop_server.bootstrap, "sarama", "-version", SARAMA_MODERN, "-idempotent")
 
 
@@ -254,32 +314,31 @@ def test_sarama_consumer_group_reads_and_commits(kop_server):
 
 # -- segmentio kafka-go 0.2.1 -----------------------------------------------------------------------
 
-@pytest.mark.compat("kafka-go", "produce with a default Writer",
-                    result="not supported: kafka-go 0.2.1 sends Produce v2 (magic 1 messages, no headers); "
-                           "kop-fast serves v3+ and closes the connection: `EOF` (after MaxAttempts, 10 by "
-                           "default)")
-def test_kafka_go_produce_is_refused(kop_server):
-    # One attempt: the default ten end in the same EOF after ~15 s of backoff.
-    error = refused(run("kafka-go", "produce", "-bootstrap", kop_server.bootstrap, "-topic",
-                        unique("go-kafka-go-out"), "-max-attempts", "1",
-                        stdin=write_json_lines(canonical_records("kafka-go"))), "kafka-go")
-    assert error == "error: write: EOF", error
-    assert "unsupported version 2 of API 0" in kop_server.log_text()
-
-
-@pytest.mark.compat("kafka-go", "consumer group with a default Reader",
-                    result="not supported: the group is joined, then Fetch v2 is refused (kop-fast serves "
-                           "Fetch v4+ and closes the connection); the Reader retries forever, logging `the kafka "
-                           "reader got an unknown error reading partition 0 of <topic> at offset 0: unexpected EOF`")
-def test_kafka_go_consumer_group_fetch_is_refused(kop_server):
+@pytest.mark.compat("kafka-go", "produce with a default Writer (Produce v2, magic 1 messages): keys, values and "
+                                "timestamps (kafka-go 0.2.1 has no headers), read back by confluent-kafka")
+def test_kafka_go_produce_read_back_by_confluent(kop_server):
     go_program("kafka-go")
-    topic = unique("go-kafka-go-in")
-    confluent_write(kop_server.bootstrap, topic, canonical_records(topic))
-    error = refused(run("kafka-go", "consume-group", "-bootstrap", kop_server.bootstrap, "-topic", topic,
-                        "-group", unique("g"), "-count", "6", "-fail-fast"), "kafka-go")
-    assert error == (f"error: reader: the kafka reader got an unknown error reading partition 0 of {topic} "
-                     "at offset 0: unexpected EOF"), error
-    assert "unsupported version 2 of API 1" in kop_server.log_text()
+    topic = unique("go-kafka-go-out")
+    records = without_headers(canonical_records(topic))
+    assert ok(run("kafka-go", "produce", "-bootstrap", kop_server.bootstrap, "-topic", topic,
+                  stdin=write_json_lines(records)), "kafka-go") == [{"written": len(records)}]
+    assert_same_records(confluent_read(kop_server.bootstrap, topic, len(records)), records,
+                        who="confluent-kafka reading what kafka-go wrote as magic 1")
+    assert watermarks(kop_server.bootstrap, topic) == (0, len(records))
+
+
+@pytest.mark.compat("kafka-go", "consumer group with a default Reader (Fetch v2, magic 1 messages): reads what "
+                                "confluent-kafka wrote, keys, values and timestamps (no headers: magic 1 has "
+                                "none; kafka-go reads an empty value as nil), CommitMessages seen by committed()")
+def test_kafka_go_consumer_group_reads_and_commits(kop_server):
+    def seen(records):
+        # kafka-go 0.2.1 decodes an empty value (length 0 on the wire) as nil, like a null one.
+        return [replace(r, value=r.value or None) for r in legacy(records, magic=1)]
+
+    # -fail-fast: the Reader retries any error forever; its first one ends the run. The run takes
+    # ~10 s more than the reading: Reader.Close waits for its partition reader's pending long-poll
+    # Fetch (MaxWait, 10 s by default), as it would against Kafka.
+    read_back(kop_server.bootstrap, "kafka-go", "-fail-fast", expect=seen)
 
 
 @pytest.mark.compat("kafka-go", "consumer group membership and CommitMessages (JoinGroup v1, SyncGroup v0, "

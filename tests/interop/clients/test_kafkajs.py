@@ -170,8 +170,8 @@ def test_kafkajs_idempotent_producer(node, kop_server):
     topic = unique("js-idempotent")
     create_topic(kop_server.bootstrap, topic)
     records = [without_null_headers(r) for r in canonical_records("js-idempotent")]
-    # The partition's first idempotent batch gets NOT_LEADER_OR_FOLLOWER while kop-fast reads its
-    # producers' state (kop_fast/server/producer_recovery.py); KafkaJS retries it.
+    # The partition's first idempotent batch waits while kop-fast reads its producers' state
+    # (kop_fast/server/producer_recovery.py).
     out = run_js(node, "produce.js", kop_server.bootstrap, topic, json.dumps({"idempotent": True}),
                  stdin=write_json_lines(records))
     [sent] = json_lines(out.stdout)

@@ -5,6 +5,9 @@
 //
 //	main produce -bootstrap H:P -topic T [-partition 0] [-version V] [-compression C]  < records.jsonl
 //	    prints {"offset": n} per delivered record, in input order
+//	main consume -bootstrap H:P -topic T [-partition 0] [-offset 0] -count N [-version V]
+//	    a plain Consumer (no group; sarama.NewConsumer, ConsumePartition) reads N records
+//	    from the offset on and prints each as a JSON line with its "offset"
 //	main consume-group -bootstrap H:P -topic T -group G -count N [-version V]
 //	    joins G, reads N records, marks them and leaves (the offsets are committed on the way out);
 //	    prints each record as a JSON line with its "offset"; the first error the consumer group
@@ -12,6 +15,8 @@
 //
 // Everything not named here is Sarama's default configuration (sarama.NewConfig()); -version
 // sets Config.Version (default: Sarama's own default, the oldest it knows, V0_8_2_0).
+// A record without a timestamp (magic 0 messages: Sarama's zero time) is printed with
+// "timestamp": -1.
 // Errors go to stderr as "error: ..." with exit status 1; -timeout bounds the whole run (status 2).
 package main
 
@@ -169,6 +174,58 @@ func produce(args []string) {
 	}
 }
 
+// output is a consumed record as a JSON line's record.
+func output(m *sarama.ConsumerMessage) record {
+	offset := m.Offset
+	r := record{Key: tohex(m.Key), Value: tohex(m.Value), Headers: [][2]*string{}, Timestamp: -1, Offset: &offset}
+	if !m.Timestamp.IsZero() {
+		r.Timestamp = m.Timestamp.UnixNano() / int64(time.Millisecond)
+	}
+	for _, hd := range m.Headers {
+		name := string(hd.Key)
+		r.Headers = append(r.Headers, [2]*string{&name, tohex(hd.Value)})
+	}
+	return r
+}
+
+func consume(args []string) {
+	fs := flag.NewFlagSet("consume", flag.ExitOnError)
+	bootstrap := fs.String("bootstrap", "", "host:port")
+	topic := fs.String("topic", "", "topic")
+	partition := fs.Int("partition", 0, "partition")
+	offset := fs.Int64("offset", 0, "the first offset to read")
+	count := fs.Int("count", 0, "records to read")
+	version := fs.String("version", "", "Config.Version (default: Sarama's)")
+	fs.Parse(args)
+
+	consumer, err := sarama.NewConsumer([]string{*bootstrap}, config(*version))
+	if err != nil {
+		fail("new consumer: %v", err)
+	}
+	pc, err := consumer.ConsumePartition(*topic, int32(*partition), *offset)
+	if err != nil {
+		fail("consume partition: %v", err)
+	}
+	var got []*sarama.ConsumerMessage
+	for len(got) < *count {
+		select {
+		case m := <-pc.Messages():
+			got = append(got, m)
+		case err := <-pc.Errors():
+			fail("consume: %v", err)
+		}
+	}
+	if err := pc.Close(); err != nil {
+		fail("close partition consumer: %v", err)
+	}
+	if err := consumer.Close(); err != nil {
+		fail("close: %v", err)
+	}
+	for _, m := range got {
+		emit(output(m))
+	}
+}
+
 type handler struct {
 	count int
 	mu    sync.Mutex
@@ -241,19 +298,13 @@ func consumeGroup(args []string) {
 		fail("close: %v", err)
 	}
 	for _, m := range h.got {
-		r := record{Key: tohex(m.Key), Value: tohex(m.Value), Headers: [][2]*string{},
-			Timestamp: m.Timestamp.UnixNano() / int64(time.Millisecond), Offset: &m.Offset}
-		for _, hd := range m.Headers {
-			name := string(hd.Key)
-			r.Headers = append(r.Headers, [2]*string{&name, tohex(hd.Value)})
-		}
-		emit(r)
+		emit(output(m))
 	}
 }
 
 func main() {
 	if len(os.Args) < 2 {
-		fail("usage: %s produce|consume-group [flags]", os.Args[0])
+		fail("usage: %s produce|consume|consume-group [flags]", os.Args[0])
 	}
 	sarama.Logger = log.New(os.Stderr, "[sarama] ", log.Lmicroseconds)
 	timeout := 60 * time.Second
@@ -269,6 +320,8 @@ func main() {
 	switch os.Args[1] {
 	case "produce":
 		produce(os.Args[2:])
+	case "consume":
+		consume(os.Args[2:])
 	case "consume-group":
 		consumeGroup(os.Args[2:])
 	default:
