@@ -75,9 +75,13 @@ def read_log(port: int, topic: str, start: int, end: int) -> list[bytes]:
     from kop_fast import codec
 
     batches, offset = [], start
+    deadline = time.monotonic() + 30
     while offset < end:
         error, hwm, records = fetch_v4(port, topic, offset, max_bytes=1 << 20)
-        assert error == 0 and hwm == end and records
+        assert error == 0 and hwm == end
+        if not records:  # a fresh Pulsar reader may take longer than the fetch's max wait (a loaded machine)
+            assert time.monotonic() < deadline, f"no records at offset {offset} for 30 s"
+            continue
         view = bytearray(records)
         for position, length, *_ in codec.batch_infos(view):
             batches.append(bytes(view[position:position + length]))
