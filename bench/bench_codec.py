@@ -1,8 +1,9 @@
 """kop_fast's record codec against aiokafka's Cython record code, on the same
 batches in the same run.
 
-pytest-benchmark (groups "decode", "build", "verify"; the ratios are printed
-at the end)::
+pytest-benchmark (groups "decode", "build", "verify", "decode_keys10",
+"decode_keys32", "decode_keys100", "build_keys10"; the ratios are printed at
+the end)::
 
     python -m pytest bench/bench_codec.py
 
@@ -24,6 +25,17 @@ build   the same 1000 (offset, timestamp, value) rows into one uncompressed
 verify  verify_batches on a 1 MiB batch of 1 KiB records (structure, record
         length tiling and CRC32C); aiokafka's validate_crc on the same batch
         for reference.
+decode_keysN
+        like decode, but every record has an N-byte key (N = 10, 32, 100)
+        and two headers: ("trace-id", 16 bytes of its own) and
+        ("content-type", b"application/json"); both sides read every
+        record's key, value and headers.
+build_keys10
+        the rows of decode_keys10 built into one batch: aiokafka appends
+        (offset, timestamp, key, value, headers) (headers as the list it
+        requires), kop_fast makes
+        Record(offset, timestamp, key, value, headers) per row and calls
+        encode_batch.
 """
 
 from __future__ import annotations
@@ -67,6 +79,42 @@ def kop_build_tuples(rows=ROWS, encode_batch=codec.encode_batch):
 
 PREBUILT = [codec.Record(o, t, None, v) for o, t, v in ROWS]
 
+# records with keys and headers
+KEY_SIZES = (10, 32, 100)
+CONTENT_TYPE = ("content-type", b"application/json")
+
+
+def keyed_rows(key_size: int) -> list:
+    return [
+        (i, TS + i, os.urandom(key_size), os.urandom(VALUE_SIZE),
+         (("trace-id", os.urandom(16)), CONTENT_TYPE))
+        for i in range(N_RECORDS)
+    ]
+
+
+KEYED_ROWS = {size: keyed_rows(size) for size in KEY_SIZES}
+# aiokafka's builder takes headers as a list only; kop_fast's Record holds a tuple
+AIOKAFKA_KEYED_ROWS = {size: [(*row[:4], list(row[4])) for row in rows]
+                       for size, rows in KEYED_ROWS.items()}
+
+
+def aiokafka_build_keyed(rows=AIOKAFKA_KEYED_ROWS[10]):
+    builder = DefaultRecordBatchBuilder(2, 0, 0, -1, -1, -1, 1 << 30)
+    append = builder.append
+    for offset, timestamp, key, value, headers in rows:
+        append(offset, timestamp, key, value, headers)
+    return builder.build()
+
+
+def kop_build_keyed(rows=KEYED_ROWS[10], Record=codec.Record, encode_batch=codec.encode_batch):
+    return encode_batch([Record(offset, timestamp, key, value, headers)
+                         for offset, timestamp, key, value, headers in rows])
+
+
+KEYED_BATCH = {size: bytes(aiokafka_build_keyed(rows)) for size, rows in AIOKAFKA_KEYED_ROWS.items()}
+for _size, _rows in KEYED_ROWS.items():
+    assert kop_build_keyed(_rows) == KEYED_BATCH[_size], "kop_fast and aiokafka must build the same bytes"
+
 
 def kop_build_prebuilt(records=PREBUILT, encode_batch=codec.encode_batch):
     return encode_batch(records)
@@ -88,6 +136,29 @@ def kop_decode(buf=BATCH, decode_batches=codec.decode_batches):
     for batch in decode_batches(buf):
         for record in batch.records:
             record.value
+
+
+def aiokafka_decode_keyed(buf):
+    batch = DefaultRecordBatch(buf)
+    if not batch.validate_crc():
+        raise AssertionError("bad CRC")
+    for record in batch:
+        record.key
+        record.value
+        record.headers
+
+
+def kop_decode_keyed(buf, decode_batches=codec.decode_batches):
+    for batch in decode_batches(buf):
+        for record in batch.records:
+            record.key
+            record.value
+            record.headers
+
+
+def _decoding(fn, size):
+    buf = KEYED_BATCH[size]
+    return lambda: fn(buf)
 
 
 BIG_BATCH = codec.encode_batch(
@@ -156,6 +227,46 @@ def test_verify_aiokafka_validate_crc(benchmark):
     _run(benchmark, "verify/aiokafka", aiokafka_validate_crc)
 
 
+@pytest.mark.benchmark(group="decode_keys10")
+def test_decode_keys10_aiokafka(benchmark):
+    _run(benchmark, "decode_keys10/aiokafka", _decoding(aiokafka_decode_keyed, 10))
+
+
+@pytest.mark.benchmark(group="decode_keys10")
+def test_decode_keys10_kop_fast(benchmark):
+    _run(benchmark, "decode_keys10/kop_fast", _decoding(kop_decode_keyed, 10))
+
+
+@pytest.mark.benchmark(group="decode_keys32")
+def test_decode_keys32_aiokafka(benchmark):
+    _run(benchmark, "decode_keys32/aiokafka", _decoding(aiokafka_decode_keyed, 32))
+
+
+@pytest.mark.benchmark(group="decode_keys32")
+def test_decode_keys32_kop_fast(benchmark):
+    _run(benchmark, "decode_keys32/kop_fast", _decoding(kop_decode_keyed, 32))
+
+
+@pytest.mark.benchmark(group="decode_keys100")
+def test_decode_keys100_aiokafka(benchmark):
+    _run(benchmark, "decode_keys100/aiokafka", _decoding(aiokafka_decode_keyed, 100))
+
+
+@pytest.mark.benchmark(group="decode_keys100")
+def test_decode_keys100_kop_fast(benchmark):
+    _run(benchmark, "decode_keys100/kop_fast", _decoding(kop_decode_keyed, 100))
+
+
+@pytest.mark.benchmark(group="build_keys10")
+def test_build_keys10_aiokafka(benchmark):
+    _run(benchmark, "build_keys10/aiokafka", aiokafka_build_keyed)
+
+
+@pytest.mark.benchmark(group="build_keys10")
+def test_build_keys10_kop_fast(benchmark):
+    _run(benchmark, "build_keys10/kop_fast", kop_build_keyed)
+
+
 def test_zz_ratio_summary(capsys):
     """Runs last in this module: prints the ratios of the minimum times."""
     if not _results:
@@ -169,19 +280,23 @@ def test_zz_ratio_summary(capsys):
 # ratios
 
 
+# the keyed decode rows are held to the same >= 2x target as decode and build
+GATED_KEYED = tuple(f"decode_keys{size}" for size in KEY_SIZES)
+
+
 def summary(results: dict[str, float]) -> str:
     lines = [
         f"kop_fast codec ({codec.IMPLEMENTATION}, CRC32C "
         f"{'SSE4.2' if codec.CRC32C_HARDWARE else 'software'}) vs aiokafka (Cython), min times:"
     ]
-    for name in ("decode", "build", "build-tuples", "build-prebuilt"):
+    for name in ("decode", "build", "build-tuples", "build-prebuilt", *GATED_KEYED, "build_keys10"):
         ours = results.get(f"{name}/kop_fast")
         theirs = results.get(f"{name}/aiokafka", results.get("build/aiokafka"))
         if ours is None or theirs is None:
             continue
         ratio = theirs / ours
         verdict = ""
-        if name in ("decode", "build"):
+        if name in ("decode", "build", *GATED_KEYED):
             verdict = "  PASS" if ratio >= TARGET_SPEEDUP else f"  FAIL (< {TARGET_SPEEDUP}x)"
         lines.append(
             f"  {name:15s} kop_fast {ours * 1e6:8.1f} us  aiokafka {theirs * 1e6:8.1f} us"
@@ -221,6 +336,11 @@ def measure(repeat: int = 15) -> dict[str, float]:
         "build-prebuilt/kop_fast": (kop_build_prebuilt, 100),
         "verify/kop_fast": (kop_verify, 200),
         "verify/aiokafka": (aiokafka_validate_crc, 20),
+        **{f"decode_keys{size}/{side}": (_decoding(fn, size), 50)
+           for size in KEY_SIZES
+           for side, fn in (("aiokafka", aiokafka_decode_keyed), ("kop_fast", kop_decode_keyed))},
+        "build_keys10/aiokafka": (aiokafka_build_keyed, 50),
+        "build_keys10/kop_fast": (kop_build_keyed, 50),
     }
     results = {name: float("inf") for name in pairs}
     gc.collect()

@@ -25,12 +25,12 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.number cimport PyNumber_Index
 from cpython.object cimport PyObject
-from cpython.ref cimport Py_INCREF
-from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE, PyTuple_New, PyTuple_SET_ITEM
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize, PyUnicode_DecodeUTF8
 from libc.stdint cimport INT32_MAX, INT64_MAX, INT64_MIN, int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memcmp, memcpy
+from libc.string cimport memcmp, memcpy, memset
 
 import os
 import zlib
@@ -86,6 +86,167 @@ cdef extern from *:
         Py_XDECREF(kwargs);
         return result;
     }
+
+    /* Record's allocator, deallocator and attribute descriptors.
+     *
+     * Allocation: Cython's tp_new sets every object field to None before
+     * the decoder overwrites it, three increments and three decrements of
+     * None's reference count per record: a chain of dependent
+     * read-modify-writes of one memory word that took a sixth of the
+     * decoder's own time.  kop_record_new copies a template instance (the
+     * vtable pointer and whatever else Cython put in the struct) and stores
+     * the five fields straight into place, with its own free list.  Record
+     * is final and never GC-tracked (no_gc), so its memory is plain
+     * PyObject_Malloc memory whichever way it was made (Cython's tp_new
+     * allocates the same through tp_alloc, tp_free is PyObject_Free), and
+     * kop_record_dealloc, installed as Record's tp_dealloc, frees both.
+     *
+     * Attributes: Cython exposes `cdef readonly object` fields through
+     * getset descriptors; key, value and headers get read-only member
+     * descriptors (T_OBJECT_EX) at the same offsets instead, which CPython's
+     * specializing interpreter turns into LOAD_ATTR_SLOT, a load at a fixed
+     * offset, where every getset read is a generic lookup plus a C call.
+     *
+     * The field offsets are found by looking for sentinel values in a probe
+     * instance, so nothing depends on Cython's names for the struct. */
+    #if PY_VERSION_HEX >= 0x030C0000
+    #define KOP_T_OBJECT_EX Py_T_OBJECT_EX
+    #define KOP_READONLY Py_READONLY
+    #else
+    #include <structmember.h>
+    #define KOP_T_OBJECT_EX T_OBJECT_EX
+    #define KOP_READONLY READONLY
+    #endif
+    #define KOP_RECORD_FREELIST 1024
+    #define KOP_RECORD_MAX_SIZE 256
+    static struct {
+        PyTypeObject *type;
+        Py_ssize_t size;
+        Py_ssize_t off_offset, off_timestamp, off_key, off_value, off_headers;
+        char template_[KOP_RECORD_MAX_SIZE];
+        int count;
+        PyObject *free_[KOP_RECORD_FREELIST];
+        PyMemberDef members[3];  /* must outlive the type */
+    } kop_rec;
+
+    #define KOP_FIELD(o, off, T) (*(T *)((char *)(o) + (off)))
+
+    static void kop_record_dealloc(PyObject *o)
+    {
+        PyTypeObject *t = Py_TYPE(o);
+        Py_XDECREF(KOP_FIELD(o, kop_rec.off_key, PyObject *));
+        Py_XDECREF(KOP_FIELD(o, kop_rec.off_value, PyObject *));
+        Py_XDECREF(KOP_FIELD(o, kop_rec.off_headers, PyObject *));
+        if (kop_rec.count < KOP_RECORD_FREELIST && t == kop_rec.type)
+            kop_rec.free_[kop_rec.count++] = o;
+        else
+            t->tp_free(o);
+        /* PyObject_Init took a reference to a heap type (a Cython build
+         * with type specs); a static type is not counted */
+        if (t->tp_flags & Py_TPFLAGS_HEAPTYPE)
+            Py_DECREF(t);
+    }
+
+    /* A new Record holding new references to key, value and headers (none
+     * of them NULL). */
+    static PyObject *kop_record_new(int64_t offset, int64_t timestamp, PyObject *key,
+                                    PyObject *value, PyObject *headers)
+    {
+        PyObject *o;
+        if (kop_rec.count > 0) {
+            o = kop_rec.free_[--kop_rec.count];
+        } else {
+            o = (PyObject *)PyObject_Malloc((size_t)kop_rec.size);
+            if (o == NULL)
+                return PyErr_NoMemory();
+        }
+        memcpy((char *)o + sizeof(PyObject), kop_rec.template_ + sizeof(PyObject),
+               (size_t)(kop_rec.size - (Py_ssize_t)sizeof(PyObject)));
+        PyObject_Init(o, kop_rec.type);
+        KOP_FIELD(o, kop_rec.off_offset, int64_t) = offset;
+        KOP_FIELD(o, kop_rec.off_timestamp, int64_t) = timestamp;
+        Py_INCREF(key);
+        KOP_FIELD(o, kop_rec.off_key, PyObject *) = key;
+        Py_INCREF(value);
+        KOP_FIELD(o, kop_rec.off_value, PyObject *) = value;
+        Py_INCREF(headers);
+        KOP_FIELD(o, kop_rec.off_headers, PyObject *) = headers;
+        return o;
+    }
+
+    /* Offset of the first pointer-aligned word after the object header of
+     * `probe` that equals `needle`, -1 if none. */
+    static Py_ssize_t kop_find_word(PyObject *probe, Py_ssize_t size, const void *needle,
+                                    size_t width)
+    {
+        Py_ssize_t off;
+        for (off = (Py_ssize_t)sizeof(PyObject); off + (Py_ssize_t)width <= size;
+             off += (Py_ssize_t)sizeof(void *)) {
+            if (memcmp((char *)probe + off, needle, width) == 0)
+                return off;
+        }
+        return -1;
+    }
+
+    static int kop_set_member(PyTypeObject *t, PyMemberDef *def, const char *name,
+                              Py_ssize_t offset, const char *doc)
+    {
+        PyObject *descr;
+        int rc;
+        def->name = name;
+        def->type = KOP_T_OBJECT_EX;
+        def->offset = offset;
+        def->flags = KOP_READONLY;
+        def->doc = doc;
+        descr = PyDescr_NewMember(t, def);
+        if (descr == NULL)
+            return -1;
+        rc = PyDict_SetItemString(t->tp_dict, name, descr);
+        Py_DECREF(descr);
+        return rc;
+    }
+
+    /* `probe`: a Record whose offset, timestamp, key, value and headers are
+     * the given distinct sentinels. */
+    static int kop_record_setup(PyObject *type, PyObject *probe, int64_t offset,
+                                int64_t timestamp, PyObject *key, PyObject *value,
+                                PyObject *headers)
+    {
+        PyTypeObject *t = (PyTypeObject *)type;
+        Py_ssize_t size = t->tp_basicsize;
+        if (size > KOP_RECORD_MAX_SIZE || t->tp_itemsize != 0 || PyType_IS_GC(t)
+                || t->tp_free != PyObject_Free || Py_TYPE(probe) != t || t->tp_dict == NULL) {
+            PyErr_SetString(PyExc_RuntimeError, "kop_record_setup: unexpected Record type");
+            return -1;
+        }
+        kop_rec.size = size;
+        kop_rec.off_offset = kop_find_word(probe, size, &offset, sizeof offset);
+        kop_rec.off_timestamp = kop_find_word(probe, size, &timestamp, sizeof timestamp);
+        kop_rec.off_key = kop_find_word(probe, size, &key, sizeof key);
+        kop_rec.off_value = kop_find_word(probe, size, &value, sizeof value);
+        kop_rec.off_headers = kop_find_word(probe, size, &headers, sizeof headers);
+        if (kop_rec.off_offset < 0 || kop_rec.off_timestamp < 0 || kop_rec.off_key < 0
+                || kop_rec.off_value < 0 || kop_rec.off_headers < 0) {
+            PyErr_SetString(PyExc_RuntimeError, "kop_record_setup: Record field not found");
+            return -1;
+        }
+        memcpy(kop_rec.template_, probe, (size_t)size);
+        /* (the fields of the template are never read, only overwritten) */
+        KOP_FIELD(kop_rec.template_, kop_rec.off_key, PyObject *) = NULL;
+        KOP_FIELD(kop_rec.template_, kop_rec.off_value, PyObject *) = NULL;
+        KOP_FIELD(kop_rec.template_, kop_rec.off_headers, PyObject *) = NULL;
+        if (kop_set_member(t, &kop_rec.members[0], "key", kop_rec.off_key,
+                           "bytes or None") < 0
+                || kop_set_member(t, &kop_rec.members[1], "value", kop_rec.off_value,
+                                  "bytes or None") < 0
+                || kop_set_member(t, &kop_rec.members[2], "headers", kop_rec.off_headers,
+                                  "tuple of (str, bytes | None) pairs") < 0)
+            return -1;
+        PyType_Modified(t);
+        kop_rec.type = t;
+        t->tp_dealloc = kop_record_dealloc;
+        return 0;
+    }
     """
     bint kop_add_overflow(int64_t a, int64_t b, int64_t *out) nogil
     bint kop_sub_overflow(int64_t a, int64_t b, int64_t *out) nogil
@@ -93,7 +254,12 @@ cdef extern from *:
     void kop_set_type_vectorcall(object type, kop_vectorcallfunc func)
     object kop_call_type_generic(object type, PyObject *const *args, size_t nargsf,
                                  PyObject *kwnames)
+    int kop_record_setup(object type, object probe, int64_t offset, int64_t timestamp,
+                         object key, object value, object headers) except -1
+    object kop_record_new(int64_t offset, int64_t timestamp, object key, object value,
+                          object headers)
     Py_ssize_t PyVectorcall_NARGS(size_t nargsf)
+    void PyObject_GC_UnTrack(void *op)
 
 
 # ---------------------------------------------------------------------------

@@ -10,21 +10,174 @@
 # ---------------------------------------------------------------------------
 # decoding
 
+# Header pairs are remembered per position: producers send the same header
+# keys (and often the same values: content types, schema ids, origins) on
+# every record, so a header whose key and value bytes equal those at the same
+# position of the record before reuses that record's (str, bytes) pair, and a
+# record whose pairs are all reused shares the previous record's headers
+# tuple.  All of these are immutable, so sharing is invisible except to `is`.
+# The tuples are untracked by the cycle collector at once (they hold only
+# str, bytes and None, and CPython would untrack them at its next collection
+# anyway), so collections that many records' tuples trigger stay cheap.
+
+cdef enum:
+    HEADER_SLOTS = 8  # header positions remembered; headers after the 8th are not shared
+
+
+cdef struct _HeaderSlot:
+    PyObject *pair  # owned reference, or NULL
+    const uint8_t *key
+    int64_t key_len
+    const uint8_t *value
+    int64_t value_len  # -1: None
+
+
+cdef inline bint _same_span(const uint8_t *a, int64_t a_len, const uint8_t *b,
+                            int64_t b_len) noexcept nogil:
+    # (the first byte first: a header value of its own, a trace id, usually
+    # differs there, and then memcmp is not called)
+    return a_len == b_len and (a_len <= 0 or (a[0] == b[0] and memcmp(a, b, <size_t>a_len) == 0))
+
+
+cdef inline object _header_key(const uint8_t *p, int64_t n):
+    return PyUnicode_DecodeUTF8(<const char *>p, n, "surrogateescape")
+
+
+cdef inline object _header_value(const uint8_t *p, int64_t n):
+    if n < 0:
+        return None
+    return PyBytes_FromStringAndSize(<const char *>p, n)
+
+
+cdef tuple _new_pair(object key, object value):
+    cdef tuple pair = PyTuple_New(2)
+    Py_INCREF(key)
+    PyTuple_SET_ITEM(pair, 0, key)
+    Py_INCREF(value)
+    PyTuple_SET_ITEM(pair, 1, value)
+    PyObject_GC_UnTrack(<PyObject *>pair)
+    return pair
+
+
+cdef PyObject *_slot_pair(_HeaderSlot *slot, const uint8_t *k, int64_t k_len,
+                          const uint8_t *v, int64_t v_len) except NULL:
+    """The (key, value) pair for these bytes at this slot's position: the
+    slot's own pair when both match, else a new one (reusing whichever of
+    the slot's key and value matches), which the slot then holds.  A
+    borrowed reference, valid until the slot changes."""
+    cdef PyObject *old = slot.pair
+    cdef object key, value
+    cdef tuple pair
+    cdef bint same_key, same_value
+    if old == NULL:
+        key = _header_key(k, k_len)
+        value = _header_value(v, v_len)
+    else:
+        same_key = _same_span(k, k_len, slot.key, slot.key_len)
+        same_value = _same_span(v, v_len, slot.value, slot.value_len)
+        if same_key and same_value:
+            return old
+        key = <object>PyTuple_GET_ITEM(<object>old, 0) if same_key else _header_key(k, k_len)
+        value = <object>PyTuple_GET_ITEM(<object>old, 1) if same_value else _header_value(v, v_len)
+    pair = _new_pair(key, value)
+    Py_INCREF(pair)
+    slot.pair = <PyObject *>pair
+    Py_XDECREF(old)
+    slot.key = k
+    slot.key_len = k_len
+    slot.value = v
+    slot.value_len = v_len
+    return slot.pair
+
+
+cdef tuple _decode_headers(const uint8_t **pp, const uint8_t *rec_end, int64_t n_headers,
+                           _HeaderSlot *slots, tuple last):
+    """The record's n_headers (> 0) headers at pp[0], which is moved past
+    them; ``last`` is the headers tuple of the record before (or None), the
+    result when its pairs are the same objects as this record's."""
+    cdef const uint8_t *p = pp[0]
+    cdef const uint8_t *hk
+    cdef int64_t klen = 0, vlen = 0
+    cdef Py_ssize_t j
+    cdef PyObject *pair
+    cdef PyObject *pairs[HEADER_SLOTS]
+    cdef bint small = n_headers <= HEADER_SLOTS
+    cdef bint reuse = small and last is not None and PyTuple_GET_SIZE(last) == n_headers
+    cdef tuple headers = None if small else PyTuple_New(n_headers)
+    cdef tuple extra
+    for j in range(n_headers):
+        p = _varint32(p, rec_end, &klen)
+        if p == NULL:
+            _fail("truncated or overlong header key length")
+        if klen < 0 or klen > rec_end - p:
+            _fail(f"invalid header key length {klen}")
+        hk = p
+        p += klen
+        p = _varint32(p, rec_end, &vlen)
+        if p == NULL:
+            _fail("truncated or overlong header value length")
+        if vlen < 0:
+            if vlen != -1:
+                _fail(f"invalid header value length {vlen}")
+        elif vlen > rec_end - p:
+            _fail(f"header value length {vlen} exceeds the record")
+        if j >= HEADER_SLOTS:
+            extra = _new_pair(_header_key(hk, klen), _header_value(p, vlen))
+            Py_INCREF(extra)
+            PyTuple_SET_ITEM(headers, j, extra)
+        else:
+            pair = _slot_pair(&slots[j], hk, klen, p, vlen)
+            if small:
+                pairs[j] = pair
+                if reuse and PyTuple_GET_ITEM(last, j) != pair:
+                    reuse = False
+            else:
+                Py_INCREF(<object>pair)
+                PyTuple_SET_ITEM(headers, j, <object>pair)
+        if vlen > 0:
+            p += vlen
+    pp[0] = p
+    if small:
+        if reuse:
+            return last
+        headers = PyTuple_New(n_headers)
+        for j in range(n_headers):
+            Py_INCREF(<object>pairs[j])
+            PyTuple_SET_ITEM(headers, j, <object>pairs[j])
+    PyObject_GC_UnTrack(<PyObject *>headers)
+    return headers
+
+
 cdef list _decode_records(const uint8_t *p, const uint8_t *end, int64_t count,
                           int64_t base_offset, int64_t base_timestamp, bint log_append_time,
                           int64_t max_timestamp):
-    cdef Py_ssize_t i, j
+    cdef _HeaderSlot slots[HEADER_SLOTS]
+    cdef list records
+    cdef Py_ssize_t j
+    if count > (end - p) // MIN_RECORD_SIZE:
+        _fail(f"record count {count} cannot fit in {end - p} bytes of records")
+    records = PyList_New(count)
+    memset(slots, 0, sizeof(slots))
+    try:
+        _fill_records(records, slots, p, end, count, base_offset, base_timestamp,
+                      log_append_time, max_timestamp)
+    finally:
+        for j in range(HEADER_SLOTS):
+            Py_XDECREF(slots[j].pair)
+    return records
+
+
+cdef int _fill_records(list records, _HeaderSlot *slots, const uint8_t *p, const uint8_t *end,
+                       int64_t count, int64_t base_offset, int64_t base_timestamp,
+                       bint log_append_time, int64_t max_timestamp) except -1:
+    cdef Py_ssize_t i
     cdef int64_t length = 0, ts_delta = 0, offset_delta = 0, klen = 0, vlen = 0
     cdef int64_t n_headers = 0, offset = 0, timestamp = 0
     cdef const uint8_t *rec_start
     cdef const uint8_t *rec_end
-    cdef object key, value, hkey, hvalue
-    cdef tuple headers, pair
+    cdef object key, value
+    cdef tuple headers, last_headers = None
     cdef Record rec
-    cdef list records
-    if count > (end - p) // MIN_RECORD_SIZE:
-        _fail(f"record count {count} cannot fit in {end - p} bytes of records")
-    records = PyList_New(count)
     for i in range(count):
         p = _varint32(p, end, &length)
         if p == NULL:
@@ -77,30 +230,8 @@ cdef list _decode_records(const uint8_t *p, const uint8_t *end, int64_t count,
         if n_headers == 0:
             headers = _EMPTY
         else:
-            headers = PyTuple_New(n_headers)
-            for j in range(n_headers):
-                p = _varint32(p, rec_end, &klen)
-                if p == NULL:
-                    _fail("truncated or overlong header key length")
-                if klen < 0 or klen > rec_end - p:
-                    _fail(f"invalid header key length {klen}")
-                hkey = PyUnicode_DecodeUTF8(<const char *>p, klen, "surrogateescape")
-                p += klen
-                p = _varint32(p, rec_end, &vlen)
-                if p == NULL:
-                    _fail("truncated or overlong header value length")
-                if vlen < 0:
-                    if vlen != -1:
-                        _fail(f"invalid header value length {vlen}")
-                    hvalue = None
-                else:
-                    if vlen > rec_end - p:
-                        _fail(f"header value length {vlen} exceeds the record")
-                    hvalue = PyBytes_FromStringAndSize(<const char *>p, vlen)
-                    p += vlen
-                pair = (hkey, hvalue)
-                Py_INCREF(pair)
-                PyTuple_SET_ITEM(headers, j, pair)
+            headers = _decode_headers(&p, rec_end, n_headers, slots, last_headers)
+            last_headers = headers
         if p != rec_end:
             _fail(f"record declares {length} bytes but its fields take {p - rec_start}")
         if kop_add_overflow(base_offset, offset_delta, &offset):
@@ -114,7 +245,7 @@ cdef list _decode_records(const uint8_t *p, const uint8_t *end, int64_t count,
         PyList_SET_ITEM(records, i, rec)
     if p != end:
         _fail(f"{end - p} bytes left over after the batch's {count} records")
-    return records
+    return 0
 
 
 cdef RecordBatch _decode_v2(const uint8_t *b, Py_ssize_t size, Py_ssize_t *budget):

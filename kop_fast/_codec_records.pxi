@@ -54,7 +54,6 @@ cdef tuple _check_headers(object headers):
     return tuple(out)
 
 
-@cython.freelist(1024)
 @cython.no_gc
 cdef class Record:
     """One Kafka record: ``Record(offset, timestamp, key, value, headers=())``.
@@ -67,6 +66,10 @@ cdef class Record:
     # no_gc is safe: every field is an int, bytes/None or a tuple of
     # (str, bytes/None) pairs (validated below), so no reference cycle can
     # run through a Record; skipping GC tracking keeps decoding cheap.
+    # The decoder and the vectorcall constructor make Records with
+    # kop_record_new (_codec.pyx), which has its own free list; every Record
+    # is freed by kop_record_dealloc; key, value and headers are member
+    # descriptors (all installed by _record_setup below).
 
     def __init__(self, offset, timestamp, key, value, headers=()):
         self.offset = _as_int64(offset, "record offset")
@@ -125,19 +128,37 @@ cdef object _record_vectorcall(object type, PyObject *const *args, size_t nargsf
     argument tuple or going through __new__ + __init__: encode callers build
     one Record per message, so the constructor is on the hot path."""
     cdef Py_ssize_t nargs = PyVectorcall_NARGS(nargsf)
-    cdef Record rec
     if kwnames != NULL or nargs < 4 or nargs > 5:
         return kop_call_type_generic(type, args, nargsf, kwnames)
-    rec = Record.__new__(Record)
-    rec.offset = _as_int64(<object>args[0], "record offset")
-    rec.timestamp = _as_int64(<object>args[1], "record timestamp")
-    rec.key = _check_payload(<object>args[2], "key")
-    rec.value = _check_payload(<object>args[3], "value")
-    rec.headers = _check_headers(<object>args[4]) if nargs == 5 else _EMPTY
-    return rec
+    return kop_record_new(
+        _as_int64(<object>args[0], "record offset"),
+        _as_int64(<object>args[1], "record timestamp"),
+        _check_payload(<object>args[2], "key"),
+        _check_payload(<object>args[3], "value"),
+        _check_headers(<object>args[4]) if nargs == 5 else _EMPTY,
+    )
 
 
 kop_set_type_vectorcall(Record, <kop_vectorcallfunc>_record_vectorcall)
+
+
+cdef _record_setup():
+    """Install Record's C-level allocator and deallocator and its key,
+    value and headers member descriptors (kop_record_setup), which find the
+    fields in this probe instance of distinct sentinels."""
+    cdef Record probe = Record.__new__(Record)
+    cdef object key = object(), value = object()
+    cdef tuple headers = (object(),)
+    cdef int64_t offset = 0x0123456789ABCDEF, timestamp = 0x7EDCBA9876543210
+    probe.offset = offset
+    probe.timestamp = timestamp
+    probe.key = key
+    probe.value = value
+    probe.headers = headers
+    kop_record_setup(Record, probe, offset, timestamp, key, value, headers)
+
+
+_record_setup()
 
 
 cdef class RecordBatch:
@@ -205,13 +226,7 @@ cdef class RecordBatch:
 
 cdef inline Record _new_record(int64_t offset, int64_t timestamp, object key, object value,
                                tuple headers):
-    cdef Record rec = Record.__new__(Record)
-    rec.offset = offset
-    rec.timestamp = timestamp
-    rec.key = key
-    rec.value = value
-    rec.headers = headers
-    return rec
+    return <Record>kop_record_new(offset, timestamp, key, value, headers)
 
 
 cdef RecordBatch _new_batch(int64_t base_offset, int64_t last_offset_delta,

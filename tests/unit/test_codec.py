@@ -337,6 +337,33 @@ def test_record_is_tuple_like(impl):
     assert impl.Record(offset=1, timestamp=2, key=None, value=b"x") == (1, 2, None, b"x", ())
 
 
+def test_records_release_their_fields(impl):
+    # more Records than the compiled module's free list holds, made every way
+    key, value = b"key %d" % id(impl), b"value %d" % id(impl)
+    before = sys.getrefcount(key), sys.getrefcount(value)
+    records = [impl.Record(i, TS, key, value) for i in range(1500)]
+    records += [impl.Record(offset=i, timestamp=TS, key=key, value=value) for i in range(1500, 3000)]
+    records += [pickle.loads(pickle.dumps(records[0])) for _ in range(10)]
+    decoded = impl.decode_batches(impl.encode_batch(records[1000:3000]))[0].records
+    assert decoded == records[1000:3000]
+    assert sys.getrefcount(key) >= before[0] + 3000
+    del records, decoded
+    assert (sys.getrefcount(key), sys.getrefcount(value)) == before
+    assert impl.Record(1, 2, key, value, (("h", value),)) == (1, 2, key, value, (("h", value),))
+    assert (sys.getrefcount(key), sys.getrefcount(value)) == before
+
+
+@pytest.mark.skipif(codec.IMPLEMENTATION != "cython", reason="the compiled Record only")
+def test_compiled_record_fields_are_member_descriptors():
+    # reads of key, value and headers specialize to LOAD_ATTR_SLOT only
+    # through member descriptors (the consumer's per-record work)
+    from kop_fast import _codec
+
+    for name in ("key", "value", "headers"):
+        assert type(_codec.Record.__dict__[name]).__name__ == "member_descriptor"
+    assert _codec.Record.__new__(_codec.Record) == (0, 0, None, None, None)
+
+
 def test_records_compare_across_implementations():
     recs = [m.Record(1, 2, b"k", b"v", (("a", b"b"),)) for m in IMPLS]
     for a in recs:

@@ -166,6 +166,73 @@ def test_header_keys_with_undecodable_bytes_round_trip(impl):
     assert impl.encode_batch(batch.records) == bytes(raw_batch)
 
 
+# headers as producers send them: the same keys record after record, some
+# values repeated, some of their own, counts and types changing in between
+# (the compiled decoder shares a pair or a headers tuple that equals the one
+# at the same position of the record before: the results must not show it)
+HEADER_SEQUENCE = [
+    (("trace-id", b"\x01" * 16), ("content-type", b"application/json")),
+    (("trace-id", b"\x02" * 16), ("content-type", b"application/json")),
+    (("trace-id", b"\x02" * 16), ("content-type", b"application/json")),
+    (("trace-id", b"\x02" * 16), ("content-type", b"text/plain")),
+    (("span-id", b"\x02" * 16), ("content-type", b"text/plain")),
+    (("span-id", b""), ("content-type", None)),
+    (("span-id", None), ("content-type", b"")),
+    (("span-id", None), ("content-type", b"")),
+    (("span-id", b"\x02" * 16),),
+    (),
+    (("span-id", b"\x02" * 16), ("content-type", b"text/plain")),
+    (("", b""), ("", None), ("", b"")),
+    (("\udcff", b"x"), ("\udcff", b"x")),
+    (("\udcff", b"x"), ("\udcfe", b"x")),
+    tuple((f"h{i}", b"%d" % (i % 3)) for i in range(12)),
+    tuple((f"h{i}", b"%d" % (i % 3)) for i in range(12)),
+    tuple((f"h{i}", b"%d" % (i % 4)) for i in range(12)),
+    tuple((f"h{i}", b"%d" % (i % 4)) for i in range(8)),
+    tuple((f"h{i}", b"%d" % (i % 4)) for i in range(8)),
+    tuple((f"h{i}", b"%d" % (i % 4)) for i in range(9)),
+    (("h0", b"0"), ("h1", b"1")),
+    (("h0", b"0"), ("h1", b"1")),
+    (("h0", b"0"), ("h1", b"1"), ("h2", b"2")),
+    (("h0", b"0"), ("h1", b"1")),
+    (("h0", b"0"),),
+    (("trace-id", b"\x01" * 16), ("content-type", b"application/json")),
+]
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_decode_repeated_and_changing_headers(impl, compression):
+    rows = [(i, TS + i, b"k", b"v", headers) for i, headers in enumerate(HEADER_SEQUENCE)]
+    buf = impl.encode_batch(rows, compression=compression)
+    for other in IMPLS:
+        (batch,) = other.decode_batches(buf)
+        assert fields(batch.records) == rows
+        for record in batch.records:
+            assert type(record.headers) is tuple
+            for pair in record.headers:
+                assert type(pair) is tuple and type(pair[0]) is str
+                assert pair[1] is None or type(pair[1]) is bytes
+        assert other.encode_batch(batch.records, compression=compression) == buf
+    # and again, split in two batches of one buffer: nothing carries over
+    half = len(rows) // 2
+    two = impl.encode_batch(rows[:half]) + impl.encode_batch(rows[half:], base_offset=half)
+    for other in IMPLS:
+        assert [r for b in other.decode_batches(two) for r in fields(b.records)] == rows
+
+
+def test_record_fields_are_read_only(impl):
+    rec = impl.Record(1, 2, b"k", b"v", (("h", b"x"),))
+    for name, value in (("offset", 3), ("timestamp", 3), ("key", b"x"), ("value", b"x"),
+                        ("headers", ())):
+        with pytest.raises(AttributeError):
+            setattr(rec, name, value)
+    assert rec == (1, 2, b"k", b"v", (("h", b"x"),))
+    (decoded,) = impl.decode_batches(impl.encode_batch([rec]))[0].records
+    with pytest.raises(AttributeError):
+        decoded.key = b"x"
+    assert (decoded.key, decoded.value, decoded.headers) == (b"k", b"v", (("h", b"x"),))
+
+
 def test_decode_several_batches_and_buffer_types(impl):
     a = impl.encode_batch(make_records(impl, 3), compression="lz4")
     b = impl.encode_batch(make_records(impl, 4, base=3), base_offset=3)
