@@ -20,6 +20,7 @@ PHASES = ("throughput", "default-consumer", "latency", "steady")
 # The reference of the default-consumer workload and of the steady-rate probe: both are
 # librdkafka against a Kafka server, so pulsar-direct has neither.
 KAFKA_REFERENCE = "tansu"
+DEFAULT_CONSUMER = (100, 1)  # record size and partitions of the default-consumer workload
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,3 @@ class Config:
 
 def workload_name(size: int, partitions: int) -> str:
     return f"{'1KiB' if size == 1024 else f'{size}B'} x{partitions}p"
-
-
-DEFAULT_CONSUMER = (100, 1)  # size and partitions of the default-consumer workload
-

@@ -17,7 +17,8 @@ consume   the same N records back (assign-based consumer from the beginning,
 default-consumer
           (Kafka systems) 300,000 records of 100 B into 1 partition, read back
           by a librdkafka consumer with its default settings (no
-          CONSUMER_TUNING); records/s, the ratio to Tansu, server CPU
+          CONSUMER_TUNING); records/s, the ratio to Tansu, server CPU, and
+          the rounds whose read stalled for a fetch.queue.backoff.ms second
 latency   100-byte records at a fixed rate (10,000 records/s) for a few
           seconds, linger.ms=1: the delivery-report latency of every record
           (produce latency) and, in a separate consumer process, the time from

@@ -164,7 +164,8 @@ ROUND_CHILD_GRACE_S = 120.0
 def round_limit_s(cfg: Config) -> float:
     """How long one system's round may take: every phase's own timeout, plus the paced sending."""
     phases = set(cfg.phases)
-    timeouts = (2 * len(cfg.workloads) if "throughput" in phases else 0) + 2 * ("default-consumer" in phases)
+    timeouts = (2 * len(cfg.workloads) if "throughput" in phases else 0)
+    timeouts += 2 * ("default-consumer" in phases)
     timeouts += 2 * ("latency" in phases) + 2 * ("steady" in phases)  # flush, then the consumer
     paced = cfg.latency_seconds * ("latency" in phases) + cfg.steady_seconds * ("steady" in phases)
     return timeouts * cfg.phase_timeout_s + paced + ROUND_CHILD_GRACE_S

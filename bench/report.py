@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from bench.config import DEFAULT_CONSUMER, KAFKA_REFERENCE, PHASES, workload_name
 from bench.stats import HOLD_FLOOR_MS, HOLD_GROWTH
-from bench.workloads import CONSUMER_TUNING
+from bench.workloads import CONSUMER_TUNING, STALL_GAP_MS
 
 
 def fmt(v, spec=",.0f", none="—"):
@@ -38,11 +38,12 @@ def steady_section(result: dict) -> list:
              f"{cfg['latency_size']} B records, librdkafka producer (linger.ms={cfg['steady_linger_ms']}, acks=all); "
              "the consumer runs in a process of its own with librdkafka's default settings and poll()s one "
              "record at a time; latency = receipt minus the produce() call (CLOCK_MONOTONIC in the record). "
-             "Best of the rounds. *growth* = (p99 of the last third of the run + "
-             f"{HOLD_FLOOR_MS:g} ms) / (p99 of the first third + {HOLD_FLOOR_MS:g} ms), the median of the rounds "
-             f"(all rounds in parentheses): above {HOLD_GROWTH:g} the system falls behind at this rate.", "",
-             "| system | e2e p50 | e2e p99 | e2e p99.9 | p99 first third | p99 last third | growth (rounds) "
-             "| holds | produce p99 |", "|---|" + "---:|" * 7 + "---:|"]
+             "Best of the rounds; the thirds are the first and the last third of the run. *growth* = the "
+             f"larger of (p50 of the last third + {HOLD_FLOOR_MS:g} ms) / (p50 of the first third + "
+             f"{HOLD_FLOOR_MS:g} ms) and the same for p99, per round; the median of the rounds (all rounds in "
+             f"parentheses): above {HOLD_GROWTH:g} the system falls behind at this rate.", "",
+             "| system | e2e p50 | e2e p99 | e2e p99.9 | p50 first → last third | p99 first → last third "
+             "| growth (rounds) | holds | produce p99 |", "|---|" + "---:|" * 7 + "---:|"]
     for name, st in rows:
         p99 = fmt(st["e2e_p99_ms"], ".2f")
         if st.get("e2e_p99_spread") is not None:
@@ -52,7 +53,8 @@ def steady_section(result: dict) -> list:
         if st.get("missing_max"):
             holds += f" ({st['missing_max']:,} records never received)"
         lines.append(f"| {name} | {fmt(st['e2e_p50_ms'], '.2f')} | {p99} | {fmt(st['e2e_p99.9_ms'], '.2f')} "
-                     f"| {fmt(st['first_third_p99_ms'], '.2f')} | {fmt(st['last_third_p99_ms'], '.2f')} "
+                     f"| {fmt(st.get('first_third_p50_ms'), '.2f')} → {fmt(st.get('last_third_p50_ms'), '.2f')} "
+                     f"| {fmt(st['first_third_p99_ms'], '.2f')} → {fmt(st['last_third_p99_ms'], '.2f')} "
                      f"| {fmt(g, '.2f')} ({rounds_text(st.get('growth_rounds'))}) | {holds} "
                      f"| {fmt(st['produce_p99_ms'], '.2f')} |")
     lines.append("")
@@ -80,11 +82,13 @@ def default_consumer_section(result: dict) -> list:
              "",
              "Produced as in the throughput workloads, then read from the beginning by a librdkafka consumer "
              "with its default settings (no CONSUMER_TUNING: fetch.queue.backoff.ms=1000, "
-             f"queued.min.messages=100000). vs {KAFKA_REFERENCE}: consume records/s over {KAFKA_REFERENCE}'s, best of "
+             "queued.min.messages=100000). *stalled*: rounds whose read waited at least "
+             f"{STALL_GAP_MS:g} ms between two batches (it lost a backoff second), of the rounds. "
+             f"vs {KAFKA_REFERENCE}: consume records/s over {KAFKA_REFERENCE}'s, best of "
              "the rounds, and round by round (median first). Server CPU: the server process tree (kop-fast and "
              "its pulsar-lite) per million records.", "",
-             f"| system | produce records/s | consume records/s | vs {KAFKA_REFERENCE} | paired, round by round "
-             "| server CPU s/M rec produce | consume | consumer busy |", "|---|" + "---:|" * 7]
+             f"| system | produce records/s | consume records/s | stalled | vs {KAFKA_REFERENCE} | paired, round by round "
+             "| server CPU s/M rec produce | consume | consumer busy |", "|---|" + "---:|" * 8]
     for name, w in rows:
         rps = w["consume_rps"]
         cell = "failed" if rps is None else f"{rps:,.0f}"
@@ -94,7 +98,8 @@ def default_consumer_section(result: dict) -> list:
         pair = pairs.get(f"{name}/{KAFKA_REFERENCE}")
         paired = f"**{fmt(pair['median'], '.2f')}** ({rounds_text(pair['rounds'])})" if pair else "—"
         busy = w.get("consume_client_busy")
-        lines.append(f"| {name} | {fmt(w['produce_rps'])} | {cell} | {fmt(ratio, '.2f')} | {paired} "
+        stalled = f"{w['stalled_rounds']} of {w['read_rounds']}" if w.get("read_rounds") else "—"
+        lines.append(f"| {name} | {fmt(w['produce_rps'])} | {cell} | {stalled} | {fmt(ratio, '.2f')} | {paired} "
                      f"| {fmt(w['produce_server_cpu_s_per_M'], '.2f')} | {fmt(w['consume_server_cpu_s_per_M'], '.2f')} "
                      f"| {fmt(busy and busy * 100, '.0f')}% |")
     return lines + [""]

@@ -186,9 +186,11 @@ def _round(system: str, round_no: int, steady: dict | None, default_rps: float |
     if steady is not None:
         run["steady"] = steady
     if default_rps is not None:
+        # A read slower than 500,000 records/s here lost a backoff second (a gap of ~850 ms).
         run["default_consumer"] = {"produce": {"rps": 1e6, "mbps": 100.0, "server_cpu_s_per_M": 1.0},
                                    "consume": {"rps": default_rps, "mbps": default_rps * 1e-4,
-                                               "server_cpu_s_per_M": 0.2, "client_thread_busy": 0.5}}
+                                               "server_cpu_s_per_M": 0.2, "client_thread_busy": 0.5,
+                                               "max_gap_ms": 850.0 if default_rps < 5e5 else 12.0}}
     return run
 
 
@@ -223,6 +225,12 @@ def test_latency_result_splits_the_run_in_thirds():
     # A p99 of 10 ms in the first third and 30 ms in the last is a busy machine, not a backlog.
     hiccup = _steady(5000, 10, [10.0] * 1000 + [5.0] * 1000 + [30.0] * 1000)
     assert 1.3 < growth(hiccup) < 1.4  # (30 + 50) / (10 + 50)
+    # Every record later and later while the spikes stay as they were (kop-fast-pulsar, 60 s: p50
+    # 17 -> 271 ms, p99 421 -> 882 ms): the p50 shows the backlog.
+    spikes = [1000.0 if i % 20 == 0 else 0.0 for i in range(3000)]
+    creeping = _steady(5000, 10, [10.0 + i * 0.1 + s for i, s in enumerate(spikes)])
+    t = creeping["e2e_thirds"]
+    assert (t[2]["p99"] + 50) / (t[0]["p99"] + 50) < 1.3 and growth(creeping) > 2
     assert growth(_steady(5000, 10, [1.0])) is None  # too few samples for thirds
 
 
@@ -236,6 +244,9 @@ def test_new_phases_become_ratios_against_tansu():
     assert r["steady_hold:kop-fast-kafka"] == pytest.approx(1.0)
     steady = result["systems"]["kop-fast-kafka"]["steady"]
     assert steady["growth_rounds"][1] > 2 and steady["growth"] == pytest.approx(1.0)
+    dc = result["systems"]["kop-fast-kafka"]["default_consumer"]
+    assert (dc["stalled_rounds"], dc["read_rounds"]) == (0, 2)  # the third round did not read
+    assert result["systems"]["tansu"]["default_consumer"]["stalled_rounds"] == 3
     pairs = result["default_consumer_pairs"]["kop-fast-kafka/tansu"]
     assert pairs["rounds"] == [pytest.approx(3.0), pytest.approx(2.0), None]
     assert pairs["median"] == pytest.approx(2.5)
@@ -250,6 +261,7 @@ def test_the_report_shows_the_new_phases():
     assert "## Default consumer: 300,000 records of 100 B, 1 partition" in text
     assert "## Steady rate: end-to-end latency at 5,000 records/s for 10 s" in text
     assert "**falls behind**" in text
+    assert "| kop-fast-kafka | 1,000,000 | 1,200,000 ±0% | 0 of 3 | 3.00 |" in text
     assert "## Produce throughput" not in text  # --phases left the throughput workloads out
 
 
