@@ -29,11 +29,14 @@ def chart(result: dict, path: Path) -> None:
         ax.legend(fontsize=8)
     ax = axes[1][0]
     keys = [("produce", "p50"), ("produce", "p99"), ("e2e", "p50"), ("e2e", "p99"), ("e2e", "p99.9")]
+    drawn = False
     for i, name in enumerate(names):
         vals = [systems[name][f"{k}_latency_{q}_ms"] or 0 for k, q in keys]
+        drawn = drawn or any(vals)
         ax.bar([x + i * width for x in range(len(keys))], vals, width, label=name)
     ax.set_xticks([x + width * (len(names) - 1) / 2 for x in range(len(keys))], [f"{k} {q}" for k, q in keys])
-    ax.set_yscale("log")
+    if drawn:  # not when the latency phase was left out (--phases)
+        ax.set_yscale("log")
     ax.set_ylabel("ms (log)")
     ax.set_title(f"latency at {result['config']['latency_rate']:,} records/s")
     ax.legend(fontsize=8)

@@ -18,10 +18,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench.chart import chart
-from bench.config import RESULTS_DIR, Config, workload_name
+from bench.config import DEFAULT_CONSUMER, RESULTS_DIR, Config, Pace, workload_name
 from bench.latency import kafka_latency, pulsar_latency
 from bench.report import markdown
-from bench.stats import aggregate, compute_ratios, paired_ratios
+from bench.stats import aggregate, compute_ratios, default_consumer_pairs, paired_ratios
 from bench.systems import INJECT_DELAY_ENV, make_system, repo_env, terminate
 from bench.workloads import kafka_consume, kafka_produce, pulsar_consume, pulsar_produce
 
@@ -53,65 +53,93 @@ class Progress:
 
 # -- one system, one round --------------------------------------------------------------------------
 
+def measure_workload(system, cfg: Config, out: dict, label: str, topic: str, size: int, partitions: int,
+                     n: int, tuning: dict | None, say: Callable[[str], None]) -> dict:
+    """Produce n records into a new topic and consume them back; server CPU per phase. A failure is
+    recorded (in the workload's "error" and the round's errors), not raised."""
+    res: dict = {"size": size, "partitions": partitions, "records": n}
+    try:
+        system.create_topic(topic, partitions)
+        say(f"produce {label}, {n} records")
+        cpu0 = system.cpu_seconds()
+        if system.protocol == "kafka":
+            res["produce"] = kafka_produce(system.bootstrap, topic, n, size, cfg.linger_ms, cfg.phase_timeout_s)
+        else:
+            res["produce"] = pulsar_produce(system.pulsar_url, topic, partitions, n, size,
+                                            cfg.linger_ms, cfg.phase_timeout_s)
+        cpu1 = system.cpu_seconds()
+        res["produce"]["server_cpu_s_per_M"] = (cpu1 - cpu0) / n * 1e6
+        say(f"produce {label}: {res['produce']['rps']:,.0f} rec/s; consume")
+        if system.protocol == "kafka":
+            res["consume"] = kafka_consume(system.bootstrap, topic, partitions, n, size, cfg.phase_timeout_s,
+                                           tuning=tuning)
+        else:
+            res["consume"] = pulsar_consume(system.pulsar_url, topic, partitions,
+                                            res["produce"]["per_partition"], size, cfg.phase_timeout_s)
+        cpu2 = system.cpu_seconds()
+        res["consume"]["server_cpu_s_per_M"] = (cpu2 - cpu1) / n * 1e6
+        say(f"consume {label}: {res['consume']['rps']:,.0f} rec/s")
+    except Exception as exc:  # noqa: BLE001 - record it, go on with the next workload
+        res["error"] = f"{type(exc).__name__}: {exc}"
+        out["errors"].append(f"{label}: {res['error']}")
+        say(f"{label} FAILED: {exc}")
+        system.check_alive()
+    return res
+
+
+def measure_latency(system, cfg: Config, out: dict, label: str, topic: str, pace: Pace,
+                    say: Callable[[str], None]) -> dict | None:
+    """A fixed-rate phase (bench/latency.py); None (and an error of the round) if it failed."""
+    say(f"{label} at {pace.rate:,} records/s for {pace.seconds:g} s")
+    try:
+        system.create_topic(topic, 1)
+        if system.protocol == "kafka":
+            return kafka_latency(system.bootstrap, topic, pace, cfg.phase_timeout_s)
+        return pulsar_latency(system.pulsar_url, topic, pace, cfg.phase_timeout_s)
+    except Exception as exc:  # noqa: BLE001
+        out["errors"].append(f"{label}: {type(exc).__name__}: {exc}")
+        say(f"{label} FAILED: {exc}")
+        return None
+
+
 def run_system(name: str, round_no: int, cfg: Config, workdir: Path, progress: Callable[..., None],
                logs_dir: Path | None = None) -> dict:
     system = make_system(name, workdir / f"r{round_no}")
     out: dict = {"system": name, "round": round_no, "workloads": {}, "errors": []}
+    phases = set(cfg.phases)
     t_start = time.monotonic()
-    progress(f"{name} round {round_no}: starting")
+
+    def say(text: str) -> None:
+        progress(f"{name} round {round_no}: {text}")
+
+    say("starting")
     try:
         with system:
             out["startup_s"] = time.monotonic() - t_start
-            for size, partitions in cfg.workloads:
-                wl = workload_name(size, partitions)
-                n = cfg.records_for(size, name)
-                topic = f"bench-{size}-{partitions}p-r{round_no}"
-                res: dict = {"size": size, "partitions": partitions, "records": n}
-                out["workloads"][wl] = res
-                try:
-                    system.create_topic(topic, partitions)
-                    progress(f"{name} round {round_no}: produce {wl}, {n} records")
-                    cpu0 = system.cpu_seconds()
-                    if system.protocol == "kafka":
-                        res["produce"] = kafka_produce(system.bootstrap, topic, n, size, cfg.linger_ms,
-                                                       cfg.phase_timeout_s)
-                    else:
-                        res["produce"] = pulsar_produce(system.pulsar_url, topic, partitions, n, size,
-                                                        cfg.linger_ms, cfg.phase_timeout_s)
-                    cpu1 = system.cpu_seconds()
-                    res["produce"]["server_cpu_s_per_M"] = (cpu1 - cpu0) / n * 1e6
-                    progress(f"{name} round {round_no}: produce {wl}: {res['produce']['rps']:,.0f} rec/s; consume")
-                    if system.protocol == "kafka":
-                        res["consume"] = kafka_consume(system.bootstrap, topic, partitions, n, size,
-                                                       cfg.phase_timeout_s,
-                                                       tuning={} if cfg.librdkafka_defaults else None)
-                    else:
-                        res["consume"] = pulsar_consume(system.pulsar_url, topic, partitions,
-                                                        res["produce"]["per_partition"], size, cfg.phase_timeout_s)
-                    cpu2 = system.cpu_seconds()
-                    res["consume"]["server_cpu_s_per_M"] = (cpu2 - cpu1) / n * 1e6
-                    progress(f"{name} round {round_no}: consume {wl}: {res['consume']['rps']:,.0f} rec/s")
-                except Exception as exc:  # noqa: BLE001 - record it, go on with the next workload
-                    res["error"] = f"{type(exc).__name__}: {exc}"
-                    out["errors"].append(f"{wl}: {res['error']}")
-                    progress(f"{name} round {round_no}: {wl} FAILED: {exc}")
-                    system.check_alive()
-            topic = f"bench-latency-r{round_no}"
-            progress(f"{name} round {round_no}: latency at {cfg.latency_rate:,} records/s for {cfg.latency_seconds:g} s")
-            try:
-                system.create_topic(topic, 1)
-                if system.protocol == "kafka":
-                    out["latency"] = kafka_latency(system.bootstrap, topic, cfg, cfg.phase_timeout_s)
-                else:
-                    out["latency"] = pulsar_latency(system.pulsar_url, topic, cfg, cfg.phase_timeout_s)
-            except Exception as exc:  # noqa: BLE001
-                out["errors"].append(f"latency: {type(exc).__name__}: {exc}")
-                progress(f"{name} round {round_no}: latency FAILED: {exc}")
+            if "throughput" in phases:
+                for size, partitions in cfg.workloads:
+                    wl = workload_name(size, partitions)
+                    out["workloads"][wl] = measure_workload(
+                        system, cfg, out, wl, f"bench-{size}-{partitions}p-r{round_no}", size, partitions,
+                        cfg.records_for(size, name), {} if cfg.librdkafka_defaults else None, say)
+            # librdkafka-only phases: pulsar-direct has no Kafka listener.
+            kafka = system.protocol == "kafka"
+            if "default-consumer" in phases and kafka and cfg.default_consumer_records:
+                size, partitions = DEFAULT_CONSUMER
+                out["default_consumer"] = measure_workload(
+                    system, cfg, out, "default consumer", f"bench-default-consumer-r{round_no}", size,
+                    partitions, cfg.default_consumer_records, {}, say)
+            if "latency" in phases:
+                out["latency"] = measure_latency(system, cfg, out, "latency", f"bench-latency-r{round_no}",
+                                                 cfg.latency_pace(), say)
+            if "steady" in phases and kafka:
+                out["steady"] = measure_latency(system, cfg, out, "steady", f"bench-steady-r{round_no}",
+                                                cfg.steady_pace(), say)
             out["peak_rss_bytes"] = system.peak_rss()
             out["peak_rss_by_process"] = system.peak_rss_by_process()
     except Exception as exc:  # noqa: BLE001 - a system that cannot start is reported, not fatal
         out["errors"].append(f"{type(exc).__name__}: {exc}")
-        progress(f"{name} round {round_no}: FAILED: {exc}")
+        say(f"FAILED: {exc}")
     out["seconds"] = time.monotonic() - t_start
     if out["errors"] and logs_dir is not None:
         # Keep the server logs of a failed run (the work directory is removed at the end).
@@ -133,6 +161,16 @@ def run_system(name: str, round_no: int, cfg: Config, workdir: Path, progress: C
 ROUND_CHILD_GRACE_S = 120.0
 
 
+def round_limit_s(cfg: Config) -> float:
+    """How long one system's round may take: every phase's own timeout, plus the paced sending."""
+    phases = set(cfg.phases)
+    timeouts = (2 * len(cfg.workloads) if "throughput" in phases else 0)
+    timeouts += 2 * ("default-consumer" in phases)
+    timeouts += 2 * ("latency" in phases) + 2 * ("steady" in phases)  # flush, then the consumer
+    paced = cfg.latency_seconds * ("latency" in phases) + cfg.steady_seconds * ("steady" in phases)
+    return timeouts * cfg.phase_timeout_s + paced + ROUND_CHILD_GRACE_S
+
+
 def _child_progress(text: str, step: bool = False) -> None:
     """Progress of a --run-system child: lines on stdout for the parent's Progress."""
     print(json.dumps({"progress": text, "step": step}), flush=True)
@@ -144,7 +182,7 @@ def run_system_isolated(name: str, round_no: int, cfg: Config, workdir: Path, pr
     args = {"name": name, "round": round_no, "config": asdict(cfg), "workdir": str(workdir),
             "logs_dir": str(logs_dir) if logs_dir is not None else None}
     # Bounded: every phase has its own timeout; this only catches a child that hangs past them.
-    limit = (2 * len(cfg.workloads) + 1) * cfg.phase_timeout_s + ROUND_CHILD_GRACE_S
+    limit = round_limit_s(cfg)
     failed = {"system": name, "round": round_no, "workloads": {}, "errors": []}
     proc = subprocess.Popen([sys.executable, "-m", "bench.e2e", "--run-system", json.dumps(args)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=repo_env())
@@ -233,6 +271,7 @@ def run(cfg: Config, out_dir: Path | None = None, write: bool = True, echo: bool
         "systems": systems,
         "ratios": compute_ratios(systems, cfg),
         "paired_ratios": paired_ratios(systems, cfg),
+        "default_consumer_pairs": default_consumer_pairs(systems),
         "runs": runs,
     }
     text = markdown(result)

@@ -95,6 +95,9 @@ def kafka_produce(bootstrap: str, topic: str, n: int, size: int, linger_ms: int,
 # answers take ~12 ms each, never fills the queue and is unaffected). The benchmark
 # measures servers, not that client timer; `--librdkafka-defaults` measures with it.
 CONSUMER_TUNING = {"fetch.queue.backoff.ms": 10}
+# A read whose longest wait between two batches is at least this lost a fetch.queue.backoff.ms
+# second (half of librdkafka's default of 1000 ms; with CONSUMER_TUNING the waits are ~10 ms).
+STALL_GAP_MS = 500.0
 
 
 def kafka_consume(bootstrap: str, topic: str, partitions: int, n: int, size: int, timeout: float,
@@ -118,7 +121,8 @@ def kafka_consume(bootstrap: str, topic: str, partitions: int, n: int, size: int
         deadline = time.monotonic() + timeout
         last_progress = time.monotonic()
         consume = consumer.consume
-        t_first = None
+        t_first = t_last = None
+        max_gap = 0.0  # the longest wait between two batches (a fetch.queue.backoff.ms stall shows here)
         while got < n:
             now = time.monotonic()
             if now > deadline or now - last_progress > STALL_S:
@@ -129,8 +133,12 @@ def kafka_consume(bootstrap: str, topic: str, partitions: int, n: int, size: int
             msgs = consume(min(1000, n - got), 0.1)
             if not msgs:
                 continue
+            t_batch = time.perf_counter()
             if t_first is None:
-                t_first = time.perf_counter()
+                t_first = t_batch
+            else:
+                max_gap = max(max_gap, t_batch - t_last)
+            t_last = t_batch
             got += len(msgs)
             for msg in msgs:
                 if msg.error() is not None:
@@ -144,7 +152,8 @@ def kafka_consume(bootstrap: str, topic: str, partitions: int, n: int, size: int
         consumer.close()
     if got != n:
         raise SystemError_(f"consume: {got} records, produced {n}")
-    return {**consume_result(n, size, t0, t_first, t_end), "client_thread_busy": busy / (t_end - t0)}
+    return {**consume_result(n, size, t0, t_first, t_end), "client_thread_busy": busy / (t_end - t0),
+            "max_gap_ms": max_gap * 1e3}
 
 
 def consume_result(n: int, size: int, t0: float, t_first: float, t_end: float) -> dict:

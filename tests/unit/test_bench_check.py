@@ -160,3 +160,155 @@ def test_skipped_codec_ratios_are_neither_compared_nor_dropped(tmp_path, capsys)
     assert "codec_build" not in capsys.readouterr().out
     assert check.main(common + ["--update-baseline"]) == 0
     assert json.loads(baseline.read_text())["ratios"]["codec_build:kop_fast/aiokafka"] == 2.3
+
+
+# -- the default-consumer workload and the steady-rate probe ------------------------------------------
+
+def _steady(rate: int, seconds: float, e2e_ms: list) -> dict:
+    """A steady-rate probe's result from end-to-end latencies (ms, in receipt order)."""
+    from bench.config import Pace
+    from bench.latency import latency_result
+
+    ns = [int(v * 1e6) for v in e2e_ms]
+    return latency_result(Pace(rate, seconds), produce_ns=[1_000_000] * len(ns), e2e_ns=ns)
+
+
+def _holding(n: int = 3000, base: float = 3.0) -> list:
+    return [base + (i % 50 == 0) * 10 for i in range(n)]  # 2% at base+10 ms, the same in every third
+
+
+def _falling_behind(n: int = 3000) -> list:
+    return [3.0 + i * 0.5 for i in range(n)]  # each record waits longer than the one before
+
+
+def _round(system: str, round_no: int, steady: dict | None, default_rps: float | None) -> dict:
+    run = {"system": system, "round": round_no, "workloads": {}, "errors": []}
+    if steady is not None:
+        run["steady"] = steady
+    if default_rps is not None:
+        # A read slower than 500,000 records/s here lost a backoff second (a gap of ~850 ms).
+        run["default_consumer"] = {"produce": {"rps": 1e6, "mbps": 100.0, "server_cpu_s_per_M": 1.0},
+                                   "consume": {"rps": default_rps, "mbps": default_rps * 1e-4,
+                                               "server_cpu_s_per_M": 0.2, "client_thread_busy": 0.5,
+                                               "max_gap_ms": 850.0 if default_rps < 5e5 else 12.0}}
+    return run
+
+
+def _new_phase_result(kop_steady: list, kop_default_rps: list, delay: float = 0) -> dict:
+    """An e2e result made by the real pipeline (aggregate, compute_ratios) from synthetic rounds:
+    kop-fast-kafka with the given steady latencies / default-consumer rates per round, Tansu fixed."""
+    from bench.config import Config
+    from bench.stats import aggregate, compute_ratios, default_consumer_pairs
+
+    cfg = Config.quick_config()
+    cfg.systems = ["kop-fast-kafka", "tansu"]
+    cfg.phases = ["default-consumer", "steady"]
+    runs = []
+    for i, (lat, rps) in enumerate(zip(kop_steady, kop_default_rps), 1):
+        runs.append(_round("kop-fast-kafka", i, _steady(5000, 10, lat), rps))
+        runs.append(_round("tansu", i, _steady(5000, 10, _holding(base=150.0)), 400_000.0))
+    systems = aggregate(runs, cfg)
+    return {"kind": "kop_fast-e2e", "started": "now", "machine": "test", "inject_delay_ms": delay,
+            "config": {**cfg.__dict__, "quick": True}, "systems": systems, "ratios": compute_ratios(systems, cfg),
+            "paired_ratios": {}, "default_consumer_pairs": default_consumer_pairs(systems), "runs": runs}
+
+
+def test_latency_result_splits_the_run_in_thirds():
+    from bench.stats import growth
+
+    holding = _steady(5000, 10, _holding())
+    assert holding["records"] == 50_000 and holding["e2e_samples"] == 3000
+    assert [t["p99"] for t in holding["e2e_thirds"]] == pytest.approx([13.0, 13.0, 13.0])
+    assert growth(holding) == pytest.approx(1.0)
+    behind = _steady(5000, 10, _falling_behind())
+    assert growth(behind) > 2  # last third p99 ~1500 ms, first ~500 ms
+    # A p99 of 10 ms in the first third and 30 ms in the last is a busy machine, not a backlog.
+    hiccup = _steady(5000, 10, [10.0] * 1000 + [5.0] * 1000 + [30.0] * 1000)
+    assert 1.3 < growth(hiccup) < 1.4  # (30 + 50) / (10 + 50)
+    # Every record later and later while the spikes stay as they were (kop-fast-pulsar, 60 s: p50
+    # 17 -> 271 ms, p99 421 -> 882 ms): the p50 shows the backlog.
+    spikes = [1000.0 if i % 20 == 0 else 0.0 for i in range(3000)]
+    creeping = _steady(5000, 10, [10.0 + i * 0.1 + s for i, s in enumerate(spikes)])
+    t = creeping["e2e_thirds"]
+    assert (t[2]["p99"] + 50) / (t[0]["p99"] + 50) < 1.3 and growth(creeping) > 2
+    assert growth(_steady(5000, 10, [1.0])) is None  # too few samples for thirds
+
+
+def test_new_phases_become_ratios_against_tansu():
+    result = _new_phase_result([_holding(), _falling_behind(), _holding(base=4.0)], [1.2e6, 0.8e6, None])
+    r = result["ratios"]
+    assert r["default_consume_throughput:kop-fast-kafka/tansu"] == pytest.approx(3.0)  # best 1.2M / 400k
+    assert r["steady_e2e_p50_latency:tansu/kop-fast-kafka"] == pytest.approx(150.0 / 3.0)
+    # Growth is each round's own last/first third; the lowest round counts (a slow spell of the
+    # machine in one round does not make a system "fall behind").
+    assert r["steady_hold:kop-fast-kafka"] == pytest.approx(1.0)
+    steady = result["systems"]["kop-fast-kafka"]["steady"]
+    assert steady["growth_rounds"][1] > 2 and steady["growth"] == pytest.approx(1.0)
+    dc = result["systems"]["kop-fast-kafka"]["default_consumer"]
+    assert (dc["stalled_rounds"], dc["read_rounds"]) == (0, 2)  # the third round did not read
+    assert result["systems"]["tansu"]["default_consumer"]["stalled_rounds"] == 3
+    pairs = result["default_consumer_pairs"]["kop-fast-kafka/tansu"]
+    assert pairs["rounds"] == [pytest.approx(3.0), pytest.approx(2.0), None]
+    assert pairs["median"] == pytest.approx(2.5)
+    # Only the phases that ran give ratios: no throughput or latency-phase names here.
+    assert not any(k.startswith(("produce_", "consume_", "e2e_")) for k in r)
+
+
+def test_the_report_shows_the_new_phases():
+    from bench.report import markdown
+
+    text = markdown(_new_phase_result([_falling_behind()] * 3, [1.2e6] * 3))
+    assert "## Default consumer: 300,000 records of 100 B, 1 partition" in text
+    assert "## Steady rate: end-to-end latency at 5,000 records/s for 10 s" in text
+    assert "**falls behind**" in text
+    assert "| kop-fast-kafka | 1,000,000 | 1,200,000 ±0% | 0 of 3 | 3.00 |" in text
+    assert "## Produce throughput" not in text  # --phases left the throughput workloads out
+
+
+NEW_GATED = {"default_consume_throughput:kop-fast-kafka/tansu": "noisy",
+             "steady_e2e_p50_latency:tansu/kop-fast-kafka": "latency",
+             "steady_hold:kop-fast-kafka": "latency"}
+
+
+def test_which_new_ratios_are_gated():
+    for name, cls in NEW_GATED.items():
+        assert check.tolerance_class(name) == cls, name
+    # Shown, not gated: p99s, and kop-fast-pulsar (which falls behind at 5,000 records/s today).
+    for name in ("steady_e2e_p99_latency:tansu/kop-fast-kafka", "steady_hold:kop-fast-pulsar",
+                 "default_consume_throughput:kop-fast-pulsar/tansu", "steady_e2e_p50_latency:tansu/kop-fast-pulsar"):
+        assert not check.is_gated(name), name
+    # With a baseline of 1 and the latency tolerance of 0.5 the hold fails where the report says
+    # "falls behind": growth above HOLD_GROWTH (2).
+    name = "steady_hold:kop-fast-kafka"
+    assert _rows({name: 1.0}, {name: 1 / 1.9})[name]["verdict"] == "PASS"
+    assert _rows({name: 1.0}, {name: 1 / 2.1})[name]["verdict"] == "FAIL"
+
+
+def test_gate_catches_a_slowdown_in_the_new_phases(tmp_path, capsys):
+    """What an injected delay does to the new phases (bench/slow_kop_fast.py): kop-fast falls behind
+    at 5,000 records/s and its default consumer slows down; the gate fails on those ratios alone."""
+    baseline, result = tmp_path / "baseline.json", tmp_path / "e2e.json"
+    common = ["--skip-codec", "--baseline", str(baseline), "--e2e-json", str(result), "--out", str(tmp_path / "o")]
+    result.write_text(json.dumps(_new_phase_result([_holding()] * 3, [1.2e6] * 3)))
+    assert check.main(common + ["--update-baseline"]) == 0
+    result.write_text(json.dumps(_new_phase_result([_holding(base=3.5)] * 3, [1.0e6] * 3)))
+    assert check.main(common) == 0  # within tolerance
+    capsys.readouterr()
+    slow = [[30.0 + v for v in _falling_behind()]] * 3
+    result.write_text(json.dumps(_new_phase_result(slow, [0.3e6] * 3, delay=2)))
+    assert check.main(common) == 1
+    failed = {r["name"] for r in json.loads((tmp_path / "o" / "check-latest.json").read_text())["rows"]
+              if r["verdict"] == "FAIL"}
+    assert failed == set(NEW_GATED)
+
+
+def test_phases_and_steady_duration_on_the_command_line():
+    from bench.e2e import parse_args
+    from bench.orchestrate import round_limit_s
+
+    cfg, _ = parse_args(["--quick", "--phases", "steady", "default-consumer"])
+    assert cfg.phases == ["default-consumer", "steady"]  # in the order a round runs them
+    assert cfg.steady_seconds == 10 and cfg.steady_pace().records == 50_000
+    full, _ = parse_args(["--steady-seconds", "60", "--steady-rate", "2000"])
+    assert full.steady_pace().records == 120_000 and full.phases[-1] == "steady"
+    assert round_limit_s(full) > round_limit_s(cfg) + 50  # the paced minute is part of the bound
