@@ -311,3 +311,46 @@ def test_pulsar_producer_writing_while_a_kafka_producer_writes(proxies, tmp_path
             assert [(m.offset(), m.value()) for m in messages] == [(offsets[i], b"k%d" % i)], errors[:3]
     finally:
         later.stop()
+
+
+def _one_off_readers(server: KopServer, topic: str) -> int:
+    """One-off readers (probes, walks) pulsar-lite has recorded on public/default/`topic`."""
+    import json
+    meta = json.loads((server.data_dir / "pulsar.metadata.json").read_text())
+    count = 0
+    for tree in meta.values():
+        if isinstance(tree, dict):
+            node = tree.get("public", {}).get("default", {}).get("persistent", {}).get(topic, {})
+            count += sum(1 for name in node.get("subscriptions", {}) if name.startswith("kop-fast-one-off"))
+    return count
+
+
+def test_a_consumer_at_the_end_starts_without_searching_pulsar(proxies):
+    """Every entry the owner stored is a point of its index: a fetch at the end of a partition
+    of 150 entries positions its reader on the last entry at once. (With a point every 64
+    entries it binary-searched the rest with one-off Pulsar reads: ~6 per partition.)"""
+    a, _ = proxies
+    topic = unique("consecutive-end")
+    create_topic(a.bootstrap, topic)
+    port = int(a.bootstrap.rsplit(":", 1)[1])
+    for i in range(150):
+        error, base = raw_produce(port, topic, bytes(build_batch([b"entry-%d" % i], BASE_TS + i)))
+        assert (error, base) == (0, i)
+    before = _one_off_readers(a, f"{topic}-partition-0")
+    consumer = Consumer(consumer_conf(a.bootstrap))
+    try:
+        consumer.assign([TopicPartition(topic, 0, 150)])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # fetches at the end (long polls), then one more record
+            consumer.poll(0.2)
+        assert raw_produce(port, topic, bytes(build_batch([b"entry-150"], BASE_TS + 150))) == (0, 150)
+        got = None
+        deadline = time.monotonic() + 20
+        while got is None and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is not None and not msg.error():
+                got = (msg.offset(), msg.value())
+    finally:
+        consumer.close()
+    assert got == (150, b"entry-150")
+    assert _one_off_readers(a, f"{topic}-partition-0") - before == 0
