@@ -13,6 +13,13 @@ Anything else (another kop_fast or a Pulsar application wrote in between, a new
 ledger) starts a new run. A run is therefore exactly what a Pulsar reader would
 deliver for that range, and fetches outside it go to Pulsar as before. Nothing is
 cached before Pulsar has acknowledged it, so the cache never shows unstored data.
+
+What the cache holds are ints and bytes in flat lists, never an object per entry: the
+garbage collector's full collections walk every tracked object, and a cache of 150,000
+`KafkaEntry` objects (each with its parts tuple and memoryview) made each one a 100 ms
+pause, longer as the cache filled (the pulsar entry format at 5,000 records/s fell
+further behind every minute). Flat lists of untracked objects cost a full collection
+almost nothing; the parts a fetch sends are made when it takes them.
 """
 
 from __future__ import annotations
@@ -34,15 +41,23 @@ class CacheBudget:
         self.entries = 0
         self.hits = 0
         self.misses = 0
-        self._order: deque = deque()  # (cache, its generation, entry) in the order added
-        self._stale = 0  # records in _order whose run was reset since
+        # The entries in the order added, as three parallel queues (no object per entry):
+        # the cache holding it, that cache's generation then, and the entry's base offset.
+        self._owners: deque = deque()
+        self._generations: deque = deque()
+        self._order_bases: deque = deque()
+        self._stale = 0  # entries queued here whose run was reset since
 
-    def admit(self, cache: "EntryCache", entry) -> None:
-        self._order.append((cache, cache._generation, entry))
-        self.used += entry.size
+    def admit(self, cache: "EntryCache", base: int, size: int) -> None:
+        self._owners.append(cache)
+        self._generations.append(cache._generation)
+        self._order_bases.append(base)
+        self.used += size
         self.entries += 1
-        while self.used > self.max_bytes and self._order:
-            owner, generation, oldest = self._order.popleft()
+        while self.used > self.max_bytes and self._owners:
+            owner = self._owners.popleft()
+            generation = self._generations.popleft()
+            oldest = self._order_bases.popleft()
             if owner._generation == generation:
                 owner._evict(oldest)
             else:
@@ -51,35 +66,42 @@ class CacheBudget:
     def dropped(self, count: int) -> None:
         """A run of `count` entries was reset: forget them here too, now and then in bulk."""
         self._stale += count
-        if self._stale > 1024 and self._stale * 2 > len(self._order):
-            self._order = deque(r for r in self._order if r[0]._generation == r[1])
+        if self._stale > 1024 and self._stale * 2 > len(self._owners):
+            kept = [(o, g, b) for o, g, b in zip(self._owners, self._generations, self._order_bases)
+                    if o._generation == g]
+            self._owners = deque(k[0] for k in kept)
+            self._generations = deque(k[1] for k in kept)
+            self._order_bases = deque(k[2] for k in kept)
             self._stale = 0
 
 
 class EntryCache:
-    """The latest contiguous run of one partition's stored Kafka entries (`KafkaEntry`)."""
+    """The latest contiguous run of one partition's stored Kafka entries: for entry i of the
+    run, its base offset, the offset after it and its stored bytes (base offset as stored:
+    the real one is put in front when a fetch takes it)."""
 
-    __slots__ = ("_budget", "_bases", "_entries", "_head", "_last", "_waiters", "_generation")
+    __slots__ = ("_budget", "_bases", "_nexts", "_datas", "_head", "_last", "_waiters", "_generation")
 
     def __init__(self, budget: CacheBudget) -> None:
         self._budget = budget
         self._bases: list[int] = []  # base offsets, ascending; [_head:] are live
-        self._entries: list = []
+        self._nexts: list[int] = []
+        self._datas: list = []  # bytes; None once evicted
         self._head = 0
         self._last: tuple[int, int] | None = None  # (ledger, entry id) of the run's last entry
         self._waiters: list = []
         self._generation = 0  # bumped by reset(), so the budget can tell its records are gone
 
     def __len__(self) -> int:
-        return len(self._entries) - self._head
+        return len(self._datas) - self._head
 
     @property
     def end(self) -> int | None:
         """Offset after the run's last record (None when empty)."""
-        return self._entries[-1].next_offset if len(self) else None
+        return self._nexts[-1] if len(self) else None
 
     def add(self, ledger: int, entry_id: int, entry) -> None:
-        """Keep an entry Pulsar has just acknowledged at (ledger, entry_id)."""
+        """Keep an entry (`KafkaEntry`) Pulsar has just acknowledged at (ledger, entry_id)."""
         last = self._last
         if last is None or ledger != last[0] or entry_id != last[1] + 1:
             self.reset()
@@ -88,61 +110,67 @@ class EntryCache:
             self.reset()  # too big to keep: the run ends here
             return
         self._bases.append(entry.base_offset)
-        self._entries.append(entry)
-        self._budget.admit(self, entry)
+        self._nexts.append(entry.next_offset)
+        self._datas.append(entry.data)
+        self._budget.admit(self, entry.base_offset, entry.size)
         waiters, self._waiters = self._waiters, []
         for fut in waiters:
             if not fut.done():
                 fut.set_result(None)
 
     def reset(self) -> None:
-        live = self._entries[self._head:]
+        live = self._datas[self._head:]
         if live:
-            self._budget.used -= sum(entry.size for entry in live)
+            self._budget.used -= sum(len(data) for data in live)
             self._budget.entries -= len(live)
             self._budget.dropped(len(live))
         self._generation += 1
         self._bases = []
-        self._entries = []
+        self._nexts = []
+        self._datas = []
         self._head = 0
         self._last = None
 
-    def _evict(self, entry) -> None:
+    def _evict(self, base: int) -> None:
         head = self._head
-        if head < len(self._entries) and self._entries[head] is entry:
-            self._entries[head] = None
-            self._head = head + 1
-            self._budget.used -= entry.size
+        if head < len(self._datas) and self._bases[head] == base:
+            self._budget.used -= len(self._datas[head])
             self._budget.entries -= 1
-            if self._head > 64 and self._head * 2 > len(self._entries):
-                del self._entries[:self._head]
+            self._datas[head] = None
+            self._head = head + 1
+            if self._head > 64 and self._head * 2 > len(self._datas):
+                del self._datas[:self._head]
                 del self._bases[:self._head]
+                del self._nexts[:self._head]
                 self._head = 0
 
     def holds(self, offset: int) -> bool:
         """Whether a fetch at `offset` can be answered from the run."""
-        return len(self) > 0 and self._bases[self._head] <= offset < self._entries[-1].next_offset
+        return len(self) > 0 and self._bases[self._head] <= offset < self._nexts[-1]
 
     def take(self, offset: int, max_bytes: int) -> tuple[list, int, int]:
         """Entries from the one holding `offset` (or the next one, inside a gap between
         entries): at most max_bytes, but at least one entry. Returns (parts, size,
-        offset after them); ([], 0, offset) when the run does not hold `offset`."""
+        offset after them); ([], 0, offset) when the run does not hold `offset`.
+        The parts are `KafkaEntry.parts`: the real base offset, then the stored batch after it."""
         if not self.holds(offset):
             return [], 0, offset
-        entries = self._entries
-        i = bisect_right(self._bases, offset, self._head) - 1
-        if entries[i].next_offset <= offset:  # in the gap after entry i: the next record is in i+1
+        bases, nexts, datas = self._bases, self._nexts, self._datas
+        i = bisect_right(bases, offset, self._head) - 1
+        if nexts[i] <= offset:  # in the gap after entry i: the next record is in i+1
             i += 1
         parts: list = []
         size = 0
-        n = len(entries)
+        n = len(datas)
         while i < n:
-            entry = entries[i]
-            if parts and size + entry.size > max_bytes:
+            data = datas[i]
+            entry_size = len(data)
+            if parts and size + entry_size > max_bytes:
                 break
-            parts.extend(entry.parts)
-            size += entry.size
-            offset = entry.next_offset
+            parts.append(bases[i].to_bytes(8, "big", signed=True))
+            parts.append(memoryview(data)[8:])
+            size += entry_size
+            offset = nexts[i]
             i += 1
         return parts, size, offset
 
