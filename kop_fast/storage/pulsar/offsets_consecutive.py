@@ -198,6 +198,7 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
         self._tail: tuple[int, int, int, int] | None = None
         self.pulsar_reads = 0  # one-off reads made to map offsets (probes and walks)
         self._producer.on_failed = self._count_down
+        self._learned_empty = False  # the last look at Pulsar found no entry (no floor either)
 
     # -- points --------------------------------------------------------------------------------
     def learn_points(self, points) -> None:
@@ -299,11 +300,18 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
         last = await self._reads.last_entry()
         floor = self._floor_entry
         if last is None or (floor is not None and last <= floor):
+            self._learned_empty = floor is None  # a first entry of ours not at entry 0 follows someone else's
             self.observe_end(self._start_floor)
             if self.log_start is None:
                 self.log_start = self._start_floor
             return
         tail = self._tail
+        if tail is None and self._learned_empty:
+            # It was empty when we learned the end, and someone wrote before our first entry:
+            # number the (short) log from its start, exactly.
+            self._learned_empty = False
+            self._learn_walk(await self._walk(None, 0))
+            tail = self._tail
         if tail is None or tail[:2] < last:
             if tail is not None and tail[0] == last[0] and last[1] - tail[1] <= WALK_FROM_TAIL:
                 messages = await self._walk(tail[:2], tail[2])  # exact, Pulsar applications' messages too
@@ -512,6 +520,12 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
         self._count_down()
         tail = self._tail
         new_ledger = tail is None or ledger != tail[0]
+        if tail is None and self._learned_empty and entry > 0 and not self._stale:
+            # The partition was empty when the end was learned, yet our first entry is not
+            # its ledger's first: someone wrote before it, and its stamp may be too low.
+            log.info("%s: entries before %s were written by someone else; relearning the end",
+                     self.topic, (ledger, entry))
+            self._stale = True
         if tail is not None and (ledger, entry) > tail[:2]:
             expected = (tail[0], tail[1] + 1) if not new_ledger else (ledger, 0)
             if (ledger, entry) != expected and not self._stale:

@@ -33,6 +33,13 @@ READER_IDLE_S = 60.0
 # A reader that has delivered nothing this long to a fetch that got nothing, while the
 # log has records beyond it, is replaced (pulsar-lite stalls readers now and then).
 STALL_S = 2.0
+# A fetch at the end of the cached run waits for the cache alone (no Pulsar reader) while
+# this process stored an entry of the partition less than this long ago: what it stores
+# next joins the run and wakes the fetch. A Pulsar reader there would read (and, in the
+# pulsar entry format, convert message by message) everything the cache already serves.
+# After a pause a reader is opened as before, so what others (Pulsar applications,
+# another proxy) write at the end is seen within this time plus the fetch's wait.
+CACHE_FOLLOW_S = 1.0
 
 
 class PulsarPartitionLog:
@@ -60,6 +67,7 @@ class PulsarPartitionLog:
         self._log_start_task: asyncio.Future | None = None
         self._load_task: asyncio.Task | None = None
         self._readers: list[TailReader] = []
+        self._stored_at = 0.0  # monotonic time of the last entry stored through this process
         self._reads = OneOffReads(client, bridge, topic)
         self._producer = PartitionProducer(client, bridge, topic, entry_format, self._stored)
         self._floor_entry = floor
@@ -244,6 +252,7 @@ class PulsarPartitionLog:
                               for i in range(0, len(records), capacity)])
 
     def _stored(self, ledger: int, entry: int, base: int, count: int, batch: bytes | None) -> None:
+        self._stored_at = time.monotonic()
         self.observe_end(base + count)
         self._settle_log_start_soon()
         if self.cache is not None and batch is not None:
@@ -253,8 +262,17 @@ class PulsarPartitionLog:
     async def open_fetch(self, offset: int) -> "PulsarFetchCursor":
         cache = self.cache
         # Served from memory: no Pulsar reader needed (nor opened).
-        reader = None if cache is not None and cache.holds(offset) else await self._lease_reader(offset)
+        if cache is not None and (cache.holds(offset) or self._cache_follows(offset)):
+            reader = None
+        else:
+            reader = await self._lease_reader(offset)
         return PulsarFetchCursor(self, offset, reader)
+
+    def _cache_follows(self, offset: int) -> bool:
+        """A fetch at the end that the cache will answer (CACHE_FOLLOW_S)."""
+        cache = self.cache
+        return (offset == cache.end == self.high_watermark
+                and time.monotonic() - self._stored_at < CACHE_FOLLOW_S)
 
     async def _reuse_reader(self, offset: int) -> TailReader | None:
         """A reader already positioned for `offset`, leased; failed readers are dropped."""
