@@ -5,12 +5,9 @@ Registration checks that kio has a request and response schema for every
 version in the range, so we can never advertise a version we cannot parse
 (from kio's index; that each of them loads is tested, `tests/unit/test_protocol.py`).
 
-Produce is advertised from v0 as Apache Kafka 4.0 does (KAFKA-18659: librdkafka
-before 2.11.1, Debian's kcat and librdkafka1 among them, compresses a gzip, snappy
-or lz4 batch only when the broker advertises Produce v0); kop_fast implements
-v0-v2 too (legacy message sets). `advertise_from` lets an API be named from a
-lower version than it is implemented (`supported()` is what is implemented,
-`advertised()` what ApiVersions says); no handler uses it now.
+Produce is served, and so advertised, from v0 (legacy message sets): librdkafka
+before 2.11.1 (Debian's kcat among them) compresses a gzip, snappy or lz4 batch
+only when the broker advertises Produce v0 (KAFKA-18659).
 """
 
 from __future__ import annotations
@@ -40,8 +37,6 @@ class ApiEntry:
     # Builds the response that carries one error code for the whole request;
     # without it, an unexpected failure closes the connection.
     error_response: ErrorResponder | None = None
-    # The lowest version ApiVersions names, when below min_version (Produce: see the module doc).
-    advertised_min_version: int | None = None
 
 
 class HandlerRegistry:
@@ -50,21 +45,18 @@ class HandlerRegistry:
 
     def register(self, api_key: int, min_version: int, max_version: int,
                  handle: Handler, error_response: ErrorResponder | None = None,
-                 decode: Decoder | None = None, advertise_from: int | None = None) -> None:
+                 decode: Decoder | None = None) -> None:
         if api_key in self._entries:
             raise ValueError(f"API {api_key} registered twice")
         if not 0 <= min_version <= max_version:
             raise ValueError(f"API {api_key}: bad version range {min_version}..{max_version}")
-        if advertise_from is not None and not 0 <= advertise_from < min_version:
-            raise ValueError(f"API {api_key}: advertise_from {advertise_from} must be below {min_version}")
         missing = [v for v in range(min_version, max_version + 1) if not has_schemas(api_key, v)]
         if missing:
             raise ValueError(f"API {api_key}: no request or response schema for versions {missing}")
         if decode is None:
             decode = partial(decode_request, api_key)
         self._entries[api_key] = ApiEntry(
-            api_key, api_key_map[api_key], min_version, max_version, handle, decode, error_response,
-            advertise_from,
+            api_key, api_key_map[api_key], min_version, max_version, handle, decode, error_response
         )
 
     def get(self, api_key: int) -> ApiEntry | None:
@@ -73,11 +65,6 @@ class HandlerRegistry:
     def supported(self) -> list[tuple[int, int, int]]:
         """(api_key, min_version, max_version) of every implemented API, by key."""
         return sorted((e.api_key, e.min_version, e.max_version) for e in self._entries.values())
-
-    def advertised(self) -> list[tuple[int, int, int]]:
-        """What ApiVersions answers: `supported()`, with Produce from v0 (see the module doc)."""
-        return sorted((e.api_key, e.min_version if e.advertised_min_version is None else e.advertised_min_version,
-                       e.max_version) for e in self._entries.values())
 
     def __contains__(self, api_key: int) -> bool:
         return api_key in self._entries
@@ -89,17 +76,14 @@ REGISTRY = HandlerRegistry()
 def api(api_key: int, min_version: int, max_version: int, *,
         error_response: ErrorResponder | None = None,
         decode: Decoder | None = None,
-        advertise_from: int | None = None,
         registry: HandlerRegistry = REGISTRY):
     """Decorator registering a handler `handle(ctx, request) -> response | awaitable | None`.
 
     `decode` replaces kio's schema-driven decoder for a hot path (Produce); kio must
-    still know every version, and the tests hold the two to the same answers.
-    `advertise_from`: ApiVersions names the API from this lower version (Produce only, see
-    the module doc); requests below `min_version` are still refused."""
+    still know every version, and the tests hold the two to the same answers."""
 
     def decorate(fn: Handler) -> Handler:
-        registry.register(api_key, min_version, max_version, fn, error_response, decode, advertise_from)
+        registry.register(api_key, min_version, max_version, fn, error_response, decode)
         return fn
 
     return decorate

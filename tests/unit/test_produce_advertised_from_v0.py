@@ -1,6 +1,5 @@
 """ApiVersions names Produce from v0, as Apache Kafka 4.0 does (KAFKA-18659); v0-v2 are implemented
-too now (legacy message sets up-converted: tests/unit/test_legacy_on_memory.py), so the registry's
-`advertise_from` (kept for an API implemented from a higher version) has nothing to widen.
+too (legacy message sets up-converted: tests/unit/test_legacy_on_memory.py).
 
 librdkafka before 2.11.1 (Debian's kcat 1.7.1 on librdkafka 2.0.2, for one) enables gzip, snappy
 and lz4 only when the broker advertises Produce v0 and otherwise sends the batch uncompressed,
@@ -11,28 +10,13 @@ finds each codec in the stored batch.
 
 from __future__ import annotations
 
-import pytest
-
 import kop_fast.server.handlers  # noqa: F401 - registers every handler
 from kop_fast.protocol.produce_wire import MAX_VERSION, MIN_VERSION
-from kop_fast.server.registry import REGISTRY, HandlerRegistry
+from kop_fast.server.registry import REGISTRY
 
 
 def test_produce_is_advertised_and_implemented_from_v0():
     supported = {key: (lo, hi) for key, lo, hi in REGISTRY.supported()}
-    advertised = {key: (lo, hi) for key, lo, hi in REGISTRY.advertised()}
-    assert (MIN_VERSION, supported[0], advertised[0]) == (0, (0, MAX_VERSION), (0, MAX_VERSION))
+    assert (MIN_VERSION, supported[0]) == (0, (0, MAX_VERSION))
     entry = REGISTRY.get(0)
     assert (entry.min_version, entry.max_version) == (0, MAX_VERSION)  # what the connection accepts
-    assert advertised == supported  # nothing is widened
-
-
-def test_registry_advertise_from():
-    registry = HandlerRegistry()
-    registry.register(0, 3, 9, lambda ctx, req: None, advertise_from=0)
-    registry.register(18, 0, 3, lambda ctx, req: None)
-    assert registry.supported() == [(0, 3, 9), (18, 0, 3)]
-    assert registry.advertised() == [(0, 0, 9), (18, 0, 3)]
-    for bad in (-1, 3, 4):  # below the implemented minimum, and not negative
-        with pytest.raises(ValueError):
-            HandlerRegistry().register(0, 3, 9, lambda ctx, req: None, advertise_from=bad)

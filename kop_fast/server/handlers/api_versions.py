@@ -1,8 +1,4 @@
-"""ApiVersions (key 18): the answer is built from the handler registry, so only what works is advertised.
-
-`HandlerRegistry.advertised` may name an API from below its implemented versions
-(`advertise_from`); Produce, which KAFKA-18659 needs named from v0, is implemented from v0.
-"""
+"""ApiVersions (key 18): the answer is built from the handler registry, so only what works is advertised."""
 
 from __future__ import annotations
 
@@ -24,5 +20,5 @@ def handle_api_versions(ctx, request):
     schema = ctx.response_schema
     api_version = sibling(schema, "ApiVersion")
     keys = tuple(api_version(api_key=k, min_version=lo, max_version=hi)
-                 for k, lo, hi in ctx.node.registry.advertised())
+                 for k, lo, hi in ctx.node.registry.supported())
     return make(schema, error_code=ErrorCode.none, api_keys=keys, throttle_time=_ZERO)

@@ -27,7 +27,7 @@ from kop_fast.server.leaders import leader_error
 from kop_fast.server.registry import api
 from kop_fast.server.storage_errors import storage_error_code
 from kop_fast.auth.access import CONSUME
-from kop_fast.server.topics import authorized, existing_topic, granted, missing_topic_error
+from kop_fast.server.topics import authorized, existing_topic, missing_topic_error
 
 log = logging.getLogger("kop_fast.fetch")
 
@@ -51,10 +51,9 @@ async def _prepare(node, name: str, request_partition) -> _PartitionFetch:
         return _PartitionFetch(FetchPartitionResult(index, missing_topic_error(node, name)))
     if not 0 <= index < info.partitions:
         return _PartitionFetch(FetchPartitionResult(index, ErrorCode.unknown_topic_or_partition))
-    if granted(node, info, CONSUME) is not True:  # a SASL client: Pulsar decides (server/topics.py)
-        error = await authorized(node, info, CONSUME)
-        if error:
-            return _PartitionFetch(FetchPartitionResult(index, error))
+    error = await authorized(node, info, CONSUME)  # SASL clients: Pulsar may decide (server/topics.py)
+    if error:
+        return _PartitionFetch(FetchPartitionResult(index, error))
     error = leader_error(node, node.storage.partition_name(info, index),
                          getattr(request_partition, "current_leader_epoch", -1))
     if error:

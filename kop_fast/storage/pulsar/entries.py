@@ -32,6 +32,12 @@ def message_id(ledger: int, entry: int, batch_index: int = -1):
     return _pulsar.MessageId(-1, ledger, entry, batch_index)
 
 
+def stored_parts(base_offset: int, data: bytes) -> tuple:
+    """A stored Kafka batch as Fetch sends it, without copying it: the real base offset in
+    front of the stored bytes after their own (the producer's) base offset."""
+    return base_offset.to_bytes(8, "big", signed=True), memoryview(data)[8:]
+
+
 class KafkaEntry:
     """A stored Kafka batch as read back: fetch sends `parts` (base offset patched, no copy of the rest)."""
 
@@ -41,8 +47,7 @@ class KafkaEntry:
         self.base_offset = base_offset
         self.next_offset = base_offset + count
         self.data = data
-        # The stored base offset is the producer's (0); the real one replaces it on the way out.
-        self.parts = (base_offset.to_bytes(8, "big", signed=True), memoryview(data)[8:])
+        self.parts = stored_parts(base_offset, data)
         self.size = len(data)
 
     @property

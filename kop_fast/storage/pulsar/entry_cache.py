@@ -27,6 +27,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 
+from kop_fast.storage.pulsar.entries import stored_parts
+
 
 class CacheBudget:
     """Bytes held by all partition caches of one process; the oldest entries go first.
@@ -152,7 +154,7 @@ class EntryCache:
         """Entries from the one holding `offset` (or the next one, inside a gap between
         entries): at most max_bytes, but at least one entry. Returns (parts, size,
         offset after them); ([], 0, offset) when the run does not hold `offset`.
-        The parts are `KafkaEntry.parts`: the real base offset, then the stored batch after it."""
+        The parts are `entries.stored_parts` of each entry."""
         if not self.holds(offset):
             return [], 0, offset
         bases, nexts, datas = self._bases, self._nexts, self._datas
@@ -167,8 +169,7 @@ class EntryCache:
             entry_size = len(data)
             if parts and size + entry_size > max_bytes:
                 break
-            parts.append(bases[i].to_bytes(8, "big", signed=True))
-            parts.append(memoryview(data)[8:])
+            parts.extend(stored_parts(bases[i], data))
             size += entry_size
             offset = nexts[i]
             i += 1

@@ -57,7 +57,7 @@ from kop_fast import codec
 from kop_fast.pulsar_payload import FORMAT_PROPERTY, FORMAT_V2, OFFSET_PROPERTY, RECORDS_PROPERTY
 from kop_fast.storage.pulsar import producer_tail
 from kop_fast.storage.pulsar.bridge import DuplicateFilter, close_quietly, has_message_available, position_of
-from kop_fast.storage.pulsar.entries import KafkaEntry, message_id, native_message
+from kop_fast.storage.pulsar.entries import KafkaEntry, message_id, native_message, stored_parts
 from kop_fast.storage.pulsar.offset_index import OffsetIndex, locate
 from kop_fast.storage.pulsar.producer import chain
 from kop_fast.storage.pulsar.partition_log import MAX_READERS_PER_PARTITION, PulsarPartitionLog, _first_of_all
@@ -420,7 +420,7 @@ class ConsecutivePartitionLog(PulsarPartitionLog):
         producer = self._producer
         if self.entry_format == "kafka":
             # The one copy: the stored batch with its real base offset (the CRC does not cover it).
-            data = b"".join((base.to_bytes(8, "big", signed=True), memoryview(batch)[8:]))
+            data = b"".join(stored_parts(base, batch))
             parts = [producer.append_kafka_batch(data, record_count, base)]
         else:
             capacity = codec.get_offset_layout().max_index + 1

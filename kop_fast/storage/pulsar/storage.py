@@ -460,20 +460,17 @@ class PulsarStorage:
 
     # -- Pulsar's authorization of SASL clients (role_access.py) ----------------------------------
     def known_access(self, role: str, token: str | None, topic: TopicInfo, action: str) -> bool | None:
-        access = self.role_access
-        if access is None:
-            return True
+        if self.role_access is None:
+            return True  # Pulsar is not asked: everything the tenancy allows is granted
         if token is None:
             return False
-        return access.known(token, partition_topic(topic.storage_name, 0, topic.partitioned), action)
+        return self.role_access.known(token, _authorized_topic(topic), action)
 
     async def check_access(self, role: str, token: str | None, topic: TopicInfo, action: str) -> bool:
-        access = self.role_access
-        if access is None:
-            return True
-        if token is None:
-            return False
-        return await access.allowed(token, partition_topic(topic.storage_name, 0, topic.partitioned), action)
+        known = self.known_access(role, token, topic, action)
+        if known is not None:
+            return known
+        return await self.role_access.allowed(token, _authorized_topic(topic), action)
 
     def mirror_commit(self, group_id: str, topic: TopicInfo, partition: int, offset: int) -> None:
         if self.mirror is None:
@@ -494,3 +491,9 @@ class PulsarStorage:
         if found is None:
             return None
         return await self.partition_log(*found).bounds()
+
+
+def _authorized_topic(topic: TopicInfo) -> str:
+    """The Pulsar topic whose permissions stand for the Kafka topic's (its first partition:
+    Pulsar grants permissions per topic or namespace, the same for every partition)."""
+    return partition_topic(topic.storage_name, 0, topic.partitioned)
