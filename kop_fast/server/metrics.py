@@ -5,10 +5,10 @@ the node's state (connections, groups, committed offsets) without locks, and `/h
 answering proves the loop runs. Metrics live in a registry of their own (never
 prometheus-client's global one).
 
-Cost on the request path, only when enabled: one counter increment and one histogram
-observation per request; children of labelled metrics are kept in dicts (`labels()` is
-slow). Per-topic counters are cached per topic. Everything derived from state
-(connections, groups, lag) is computed at scrape time.
+Cost on the request path, only when enabled: about 2 us per request (plain dict and list
+updates, no prometheus-client objects; `_RequestCollector` builds the families when
+scraped). Everything derived from state (connections, groups, lag) is computed at
+scrape time too.
 """
 
 from __future__ import annotations
@@ -16,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from bisect import bisect_left
+from time import perf_counter
 from dataclasses import fields, is_dataclass
 
 import orjson
-from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.utils import floatToGoString
 
 from kop_fast.coordinator.group_base import COUNTERS
 from kop_fast.protocol.errors import ErrorCode
@@ -38,57 +41,43 @@ _NESTING = 3  # how deep error codes are looked for in a response (topics -> par
 
 
 class Metrics:
-    """The metrics of one KafkaNode, and the calls its request path makes."""
+    """The metrics of one KafkaNode, and the calls its request path makes.
+
+    The request path only adds to plain ints and lists here (no locks: everything runs on
+    the event loop); `_RequestCollector` turns them into Prometheus families when scraped.
+    prometheus-client's own Counter and Histogram take a lock and walk the buckets in Python
+    on every update, about 10 us per Produce, a tenth of what serving it costs.
+    """
 
     def __init__(self, node) -> None:
         self.node = node
         disable_created_metrics()  # no `_created` twin of every counter and histogram series
         self.registry = registry = CollectorRegistry(auto_describe=False)
-        self._requests = Counter("kop_fast_requests", "Kafka requests received", ("api", "version"),
-                                 registry=registry)
-        self._errors = Counter("kop_fast_request_errors",
-                               "responses with a top-level or per-partition error code other than NONE "
-                               "(one per error code found)", ("api", "error"), registry=registry)
-        self._seconds = Histogram("kop_fast_request_seconds",
-                                  "request handling time, from dispatch to the response ready to be written",
-                                  ("api",), buckets=LATENCY_BUCKETS, registry=registry)
-        self._queued = Histogram("kop_fast_response_queue_seconds",
-                                 "time a ready response waits behind earlier responses of its connection "
-                                 "(Kafka answers in request order); requests are dispatched as soon as their "
-                                 "frame is read, so there is no request queue", ("api",),
-                                 buckets=LATENCY_BUCKETS, registry=registry)
-        self._bytes_in = Counter("kop_fast_bytes_in", "record batch bytes stored by Produce", ("topic",),
-                                 registry=registry)
-        self._records_in = Counter("kop_fast_records_in", "records stored by Produce", ("topic",),
-                                   registry=registry)
-        self._bytes_out = Counter("kop_fast_bytes_out", "record batch bytes returned by Fetch", ("topic",),
-                                  registry=registry)
+        self.requests: dict[tuple[int, int], int] = {}  # (api key, version) -> count
+        self.errors: dict[tuple[int, int], int] = {}  # (api key, error code) -> count
+        self.handling: dict[int, _Histogram] = {}  # api key -> request handling time
+        self.queueing: dict[int, _Histogram] = {}  # api key -> time behind earlier responses
+        self.topics_in: dict[str, list[int]] = {}  # topic -> [bytes, records] stored by Produce
+        self.topics_out: dict[str, list[int]] = {}  # topic -> [bytes] returned by Fetch
+        registry.register(_RequestCollector(self))
         registry.register(_StateCollector(node))
-        self._request_children: dict[tuple[int, int], object] = {}
-        self._latency_children: dict[int, object] = {}
-        self._queue_children: dict[int, object] = {}
-        self._error_children: dict[tuple[int, int], object] = {}
-        self._in_children: dict[str, tuple[object, object]] = {}
-        self._out_children: dict[str, object] = {}
 
     # -- the request path -----------------------------------------------------------------------
     def request(self, entry, api_version: int) -> float:
         """A request was dispatched; the start time `completed` takes."""
         key = (entry.api_key, api_version)
-        child = self._request_children.get(key)
-        if child is None:
-            child = self._request_children[key] = self._requests.labels(entry.name, str(api_version))
-        child.inc()
-        return time.perf_counter()
+        requests = self.requests
+        requests[key] = requests.get(key, 0) + 1
+        return perf_counter()
 
     def completed(self, api_key: int, started: float, response) -> float:
         """Its response is ready: the handling time, and the error codes in a kio response
         (pre-encoded responses report theirs through `error`). Returns the time it was ready."""
-        child = self._latency_children.get(api_key)
-        if child is None:
-            child = self._latency_children[api_key] = self._seconds.labels(self._api_name(api_key))
-        now = time.perf_counter()
-        child.observe(now - started)
+        now = perf_counter()
+        histogram = self.handling.get(api_key)
+        if histogram is None:
+            histogram = self.handling[api_key] = _Histogram()
+        histogram.observe(now - started)
         if response is not None and is_dataclass(response):
             for code in _error_codes(response, _NESTING):
                 self.error(api_key, code)
@@ -96,37 +85,108 @@ class Metrics:
 
     def written(self, api_key: int, ready: float) -> None:
         """A ready response left for the socket: how long it queued behind earlier ones."""
-        child = self._queue_children.get(api_key)
-        if child is None:
-            child = self._queue_children[api_key] = self._queued.labels(self._api_name(api_key))
-        child.observe(time.perf_counter() - ready)
+        histogram = self.queueing.get(api_key)
+        if histogram is None:
+            histogram = self.queueing[api_key] = _Histogram()
+        histogram.observe(perf_counter() - ready)
 
     def error(self, api_key: int, code: int) -> None:
         key = (api_key, int(code))
-        child = self._error_children.get(key)
-        if child is None:
-            child = self._error_children[key] = self._errors.labels(self._api_name(api_key), _error_name(code))
-        child.inc()
+        errors = self.errors
+        errors[key] = errors.get(key, 0) + 1
 
     def stored(self, topic: str, size: int, records: int) -> None:
-        children = self._in_children.get(topic)
-        if children is None:
-            children = self._in_children[topic] = (self._bytes_in.labels(topic), self._records_in.labels(topic))
-        children[0].inc(size)
-        children[1].inc(records)
+        counts = self.topics_in.get(topic)
+        if counts is None:
+            counts = self.topics_in[topic] = [0, 0]
+        counts[0] += size
+        counts[1] += records
 
     def fetched(self, topic: str, size: int) -> None:
-        child = self._out_children.get(topic)
-        if child is None:
-            child = self._out_children[topic] = self._bytes_out.labels(topic)
-        child.inc(size)
+        counts = self.topics_out.get(topic)
+        if counts is None:
+            counts = self.topics_out[topic] = [0]
+        counts[0] += size
 
-    def _api_name(self, api_key: int) -> str:
+    def api_name(self, api_key: int) -> str:
         entry = self.node.registry.get(api_key)
         return entry.name if entry is not None else str(api_key)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _Histogram:
+    """Counts per LATENCY_BUCKETS bucket (the last one: above them all) and their sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+
+    def observe(self, seconds: float) -> None:
+        # Prometheus buckets are upper bounds, inclusive: the first bound >= seconds.
+        self.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.sum += seconds
+
+    def cumulative(self) -> list[tuple[str, int]]:
+        """The buckets as Prometheus exposes them: counts at or below each bound, then +Inf."""
+        out, running = [], 0
+        for bound, count in zip((*map(floatToGoString, LATENCY_BUCKETS), "+Inf"), self.counts):
+            running += count
+            out.append((bound, running))
+        return out
+
+
+class _RequestCollector:
+    """The request path's counts (`Metrics`) as Prometheus families, built when scraped."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        m = self.metrics
+        name = m.api_name
+        family = CounterMetricFamily("kop_fast_requests", "Kafka requests received", labels=("api", "version"))
+        for (api_key, version), n in sorted(m.requests.items()):
+            family.add_metric((name(api_key), str(version)), n)
+        yield family
+        family = CounterMetricFamily("kop_fast_request_errors",
+                                     "responses with a top-level or per-partition error code other than NONE "
+                                     "(one per error code found)", labels=("api", "error"))
+        for (api_key, code), n in sorted(m.errors.items()):
+            family.add_metric((name(api_key), _error_name(code)), n)
+        yield family
+        yield _histogram_family("kop_fast_request_seconds",
+                                "request handling time, from dispatch to the response ready to be written",
+                                m.handling, name)
+        yield _histogram_family("kop_fast_response_queue_seconds",
+                                "time a ready response waits behind earlier responses of its connection "
+                                "(Kafka answers in request order); requests are dispatched as soon as their "
+                                "frame is read, so there is no request queue", m.queueing, name)
+        stored_bytes = CounterMetricFamily("kop_fast_bytes_in", "record batch bytes stored by Produce",
+                                           labels=("topic",))
+        stored_records = CounterMetricFamily("kop_fast_records_in", "records stored by Produce", labels=("topic",))
+        for topic, (size, records) in sorted(m.topics_in.items()):
+            stored_bytes.add_metric((topic,), size)
+            stored_records.add_metric((topic,), records)
+        yield stored_bytes
+        yield stored_records
+        family = CounterMetricFamily("kop_fast_bytes_out", "record batch bytes returned by Fetch", labels=("topic",))
+        for topic, (size,) in sorted(m.topics_out.items()):
+            family.add_metric((topic,), size)
+        yield family
+
+
+def _histogram_family(metric: str, documentation: str, histograms: dict, name) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(metric, documentation, labels=("api",))
+    for api_key, histogram in sorted(histograms.items()):
+        family.add_metric((name(api_key),), histogram.cumulative(), histogram.sum)
+    return family
 
 
 def _error_name(code: int) -> str:

@@ -86,6 +86,8 @@ def test_requests_records_errors_groups_and_lag_are_counted():
             assert s[("kop_fast_request_errors_total", (("api", "produce"), ("error", "request_timed_out")))] == 1
             assert s[("kop_fast_request_errors_total", (("api", "fetch"), ("error", "offset_out_of_range")))] == 1
             assert s[("kop_fast_request_seconds_count", (("api", "produce"),))] == 2
+            assert s[("kop_fast_request_seconds_bucket", (("api", "produce"), ("le", "+Inf")))] == 2
+            assert 0 < s[("kop_fast_request_seconds_sum", (("api", "produce"),))] < 10
             assert s[("kop_fast_response_queue_seconds_count", (("api", "produce"),))] == 2
             assert s[("kop_fast_cluster_members", ())] == 1
             assert s[("kop_fast_storage_handles", (("kind", "partition_logs"),))] >= 1
@@ -173,3 +175,16 @@ def test_metrics_listen_from_every_source(tmp_path):
     assert build_settings({"metrics_listen": "127.0.0.1:1"}, environ={}).metrics_listen == ("127.0.0.1", 1)
     with pytest.raises(ConfigError):
         build_settings({"metrics_listen": "nope"}, environ={})
+
+
+def test_latency_buckets_are_inclusive_upper_bounds_and_cumulative():
+    from kop_fast.server.metrics import LATENCY_BUCKETS, _Histogram
+    histogram = _Histogram()
+    for seconds in (0.0001, LATENCY_BUCKETS[0], 0.003, 0.003, 1000.0):
+        histogram.observe(seconds)
+    buckets = dict(histogram.cumulative())
+    assert buckets["0.0005"] == 2  # a time equal to a bound is counted in that bound's bucket
+    assert buckets["0.0025"] == 2 and buckets["0.005"] == 4
+    assert buckets[str(LATENCY_BUCKETS[-1])] == 4 and buckets["+Inf"] == 5
+    assert list(buckets.values()) == sorted(buckets.values())
+    assert abs(histogram.sum - (0.0001 + 0.0005 + 0.006 + 1000.0)) < 1e-9
