@@ -15,7 +15,6 @@ per request and the requests per second.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import tempfile
@@ -26,17 +25,9 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from bench.systems import free_port
+from bench.systems import free_port, proc_cpu_seconds
 from tests.interop.test_produce_fetch import create_topic, unique
 from tests.support import KopServer
-
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
 
 def scraper(port: int, stop: threading.Event) -> None:
     while not stop.wait(1.0):
@@ -59,7 +50,7 @@ def one_round(metrics: bool, n: int) -> dict:
         producer = Producer({"bootstrap.servers": server.bootstrap, "linger.ms": 0, "acks": 1,
                              "batch.num.messages": 1, "enable.idempotence": False})
         producer.list_topics(topic, timeout=10)
-        c0, t0 = cpu_seconds(pid), time.perf_counter()
+        c0, t0 = proc_cpu_seconds(pid), time.perf_counter()
         for _ in range(n):
             while True:
                 try:
@@ -70,7 +61,7 @@ def one_round(metrics: bool, n: int) -> dict:
             producer.poll(0)
         if producer.flush(120):
             raise RuntimeError("produce did not finish")
-        c1, t1 = cpu_seconds(pid), time.perf_counter()
+        c1, t1 = proc_cpu_seconds(pid), time.perf_counter()
         consumer = Consumer({"bootstrap.servers": server.bootstrap, "group.id": "metrics-cost",
                              "enable.auto.commit": False, "max.partition.fetch.bytes": 1,
                              "fetch.queue.backoff.ms": 10})
@@ -78,7 +69,7 @@ def one_round(metrics: bool, n: int) -> dict:
         got, deadline = 0, time.monotonic() + 300
         while got < n and time.monotonic() < deadline:
             got += sum(1 for m in consumer.consume(1000, 0.5) if m.error() is None)
-        c2, t2 = cpu_seconds(pid), time.perf_counter()
+        c2, t2 = proc_cpu_seconds(pid), time.perf_counter()
         consumer.close()
         if got < n:
             raise RuntimeError(f"consumed {got} of {n}")

@@ -17,8 +17,9 @@ import asyncio
 import logging
 import time
 from bisect import bisect_left
-from time import perf_counter
+from collections import defaultdict
 from dataclasses import fields, is_dataclass
+from time import perf_counter
 
 import orjson
 from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
@@ -53,31 +54,27 @@ class Metrics:
         self.node = node
         disable_created_metrics()  # no `_created` twin of every counter and histogram series
         self.registry = registry = CollectorRegistry(auto_describe=False)
-        self.requests: dict[tuple[int, int], int] = {}  # (api key, version) -> count
-        self.errors: dict[tuple[int, int], int] = {}  # (api key, error code) -> count
-        self.handling: dict[int, _Histogram] = {}  # api key -> request handling time
-        self.queueing: dict[int, _Histogram] = {}  # api key -> time behind earlier responses
-        self.topics_in: dict[str, list[int]] = {}  # topic -> [bytes, records] stored by Produce
-        self.topics_out: dict[str, list[int]] = {}  # topic -> [bytes] returned by Fetch
+        self.requests: defaultdict[tuple[int, int], int] = defaultdict(int)  # (api key, version) -> count
+        self.errors: defaultdict[tuple[int, int], int] = defaultdict(int)  # (api key, error code) -> count
+        self.handling: defaultdict[int, _Histogram] = defaultdict(_Histogram)  # api key -> handling time
+        self.queueing: defaultdict[int, _Histogram] = defaultdict(_Histogram)  # api key -> time behind others
+        self.bytes_in: defaultdict[str, int] = defaultdict(int)  # topic -> record batch bytes stored by Produce
+        self.records_in: defaultdict[str, int] = defaultdict(int)  # topic -> records stored by Produce
+        self.bytes_out: defaultdict[str, int] = defaultdict(int)  # topic -> record batch bytes returned by Fetch
         registry.register(_RequestCollector(self))
         registry.register(_StateCollector(node))
 
     # -- the request path -----------------------------------------------------------------------
     def request(self, entry, api_version: int) -> float:
         """A request was dispatched; the start time `completed` takes."""
-        key = (entry.api_key, api_version)
-        requests = self.requests
-        requests[key] = requests.get(key, 0) + 1
+        self.requests[entry.api_key, api_version] += 1
         return perf_counter()
 
     def completed(self, api_key: int, started: float, response) -> float:
         """Its response is ready: the handling time, and the error codes in a kio response
         (pre-encoded responses report theirs through `error`). Returns the time it was ready."""
         now = perf_counter()
-        histogram = self.handling.get(api_key)
-        if histogram is None:
-            histogram = self.handling[api_key] = _Histogram()
-        histogram.observe(now - started)
+        self.handling[api_key].observe(now - started)
         if response is not None and is_dataclass(response):
             for code in _error_codes(response, _NESTING):
                 self.error(api_key, code)
@@ -85,28 +82,17 @@ class Metrics:
 
     def written(self, api_key: int, ready: float) -> None:
         """A ready response left for the socket: how long it queued behind earlier ones."""
-        histogram = self.queueing.get(api_key)
-        if histogram is None:
-            histogram = self.queueing[api_key] = _Histogram()
-        histogram.observe(perf_counter() - ready)
+        self.queueing[api_key].observe(perf_counter() - ready)
 
     def error(self, api_key: int, code: int) -> None:
-        key = (api_key, int(code))
-        errors = self.errors
-        errors[key] = errors.get(key, 0) + 1
+        self.errors[api_key, int(code)] += 1
 
     def stored(self, topic: str, size: int, records: int) -> None:
-        counts = self.topics_in.get(topic)
-        if counts is None:
-            counts = self.topics_in[topic] = [0, 0]
-        counts[0] += size
-        counts[1] += records
+        self.bytes_in[topic] += size
+        self.records_in[topic] += records
 
     def fetched(self, topic: str, size: int) -> None:
-        counts = self.topics_out.get(topic)
-        if counts is None:
-            counts = self.topics_out[topic] = [0]
-        counts[0] += size
+        self.bytes_out[topic] += size
 
     def api_name(self, api_key: int) -> str:
         entry = self.node.registry.get(api_key)
@@ -114,6 +100,9 @@ class Metrics:
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+_BUCKET_LABELS = (*map(floatToGoString, LATENCY_BUCKETS), "+Inf")  # the `le` label of each bucket
 
 
 class _Histogram:
@@ -133,7 +122,7 @@ class _Histogram:
     def cumulative(self) -> list[tuple[str, int]]:
         """The buckets as Prometheus exposes them: counts at or below each bound, then +Inf."""
         out, running = [], 0
-        for bound, count in zip((*map(floatToGoString, LATENCY_BUCKETS), "+Inf"), self.counts):
+        for bound, count in zip(_BUCKET_LABELS, self.counts):
             running += count
             out.append((bound, running))
         return out
@@ -168,18 +157,16 @@ class _RequestCollector:
                                 "time a ready response waits behind earlier responses of its connection "
                                 "(Kafka answers in request order); requests are dispatched as soon as their "
                                 "frame is read, so there is no request queue", m.queueing, name)
-        stored_bytes = CounterMetricFamily("kop_fast_bytes_in", "record batch bytes stored by Produce",
-                                           labels=("topic",))
-        stored_records = CounterMetricFamily("kop_fast_records_in", "records stored by Produce", labels=("topic",))
-        for topic, (size, records) in sorted(m.topics_in.items()):
-            stored_bytes.add_metric((topic,), size)
-            stored_records.add_metric((topic,), records)
-        yield stored_bytes
-        yield stored_records
-        family = CounterMetricFamily("kop_fast_bytes_out", "record batch bytes returned by Fetch", labels=("topic",))
-        for topic, (size,) in sorted(m.topics_out.items()):
-            family.add_metric((topic,), size)
-        yield family
+        yield _topic_family("kop_fast_bytes_in", "record batch bytes stored by Produce", m.bytes_in)
+        yield _topic_family("kop_fast_records_in", "records stored by Produce", m.records_in)
+        yield _topic_family("kop_fast_bytes_out", "record batch bytes returned by Fetch", m.bytes_out)
+
+
+def _topic_family(metric: str, documentation: str, by_topic: dict) -> CounterMetricFamily:
+    family = CounterMetricFamily(metric, documentation, labels=("topic",))
+    for topic, n in sorted(by_topic.items()):
+        family.add_metric((topic,), n)
+    return family
 
 
 def _histogram_family(metric: str, documentation: str, histograms: dict, name) -> HistogramMetricFamily:
