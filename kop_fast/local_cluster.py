@@ -26,6 +26,18 @@ READY_MARK = "kop-fast ready"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
 
+# The relay threads and the main thread share stdout (and, often, one pipe with stderr): each
+# line goes out in one write under this lock, or print's separate "\n" lets a relayed line land
+# in the middle of ours.
+_output_lock = threading.Lock()
+
+
+def say(line: str, stream=None) -> None:
+    stream = stream or sys.stdout
+    with _output_lock:
+        stream.write(line if line.endswith("\n") else line + "\n")
+        stream.flush()
+
 
 class Proxy:
     """One `kop-fast serve` child; a thread relays its output and notices its ready line."""
@@ -45,8 +57,7 @@ class Proxy:
         for line in self.process.stdout:
             if READY_MARK in line:
                 self.ready.set()
-            sys.stdout.write(f"node-{self.node_id} | {line}")
-            sys.stdout.flush()
+            say(f"node-{self.node_id} | {line}")
 
     def wait_ready(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -97,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             url = pulsar.start()
         except EmbeddedPulsarError as exc:
-            print(f"local_cluster: error: {exc}", file=sys.stderr)
+            say(f"local_cluster: error: {exc}", sys.stderr)
             return 1
-        print(f"local_cluster: pulsar-lite at {url}", flush=True)
+        say(f"local_cluster: pulsar-lite at {url}")
         for i in range(args.nodes):
             port = args.base_port + i
             proxy = Proxy(i, port, [sys.executable, "-m", "kop_fast", "serve", "--pulsar-url", url,
@@ -108,17 +119,17 @@ def main(argv: list[str] | None = None) -> int:
             proxies.append(proxy)
             if not proxy.wait_ready(START_TIMEOUT_S):
                 if not stopping.is_set():
-                    print(f"local_cluster: error: node {i} did not get ready "
-                          f"(exit code {proxy.process.poll()})", file=sys.stderr)
+                    say(f"local_cluster: error: node {i} did not get ready "
+                        f"(exit code {proxy.process.poll()})", sys.stderr)
                 return 1
         bootstrap = ",".join(f"127.0.0.1:{p.port}" for p in proxies)
-        print(f"local_cluster: {args.nodes} nodes ready, bootstrap.servers={bootstrap}", flush=True)
+        say(f"local_cluster: {args.nodes} nodes ready, bootstrap.servers={bootstrap}")
 
         while not stopping.wait(0.2):
             for proxy in proxies:
                 if proxy.process.poll() is not None:
-                    print(f"local_cluster: error: node {proxy.node_id} exited with code "
-                          f"{proxy.process.returncode}; stopping the others", file=sys.stderr)
+                    say(f"local_cluster: error: node {proxy.node_id} exited with code "
+                        f"{proxy.process.returncode}; stopping the others", sys.stderr)
                     return 1
         return 0
     finally:
@@ -127,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         for proxy in proxies:
             proxy.wait_stopped()
         pulsar.stop()
-        print("local_cluster: stopped", flush=True)
+        say("local_cluster: stopped")
 
 
 if __name__ == "__main__":
