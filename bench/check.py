@@ -21,10 +21,11 @@ Every ratio is oriented so that higher is better for kop_fast. A gated ratio
 fails when it is worse than its baseline by more than its tolerance,
 now < baseline * (1 - tolerance):
 
-  --tolerance          0.25  codec ratios, kop-fast-kafka vs Tansu throughput
+  --tolerance          0.25  codec ratios
   --noisy-tolerance    0.40  throughput vs pulsar-direct (a per-record Python client,
                              itself +-30% from run to run); kop-fast-kafka's
-                             default-consumer throughput vs Tansu (bimodal: 1 s stalls)
+                             throughput vs Tansu (+-40% between runs of one commit) and
+                             its default-consumer throughput vs Tansu (bimodal: 1 s stalls)
   --latency-tolerance  0.50  p50 produce latency of kop-fast-kafka vs Tansu and pulsar-direct;
                              kop-fast-kafka's steady-rate p50 vs Tansu and its hold
 
@@ -37,6 +38,12 @@ fails the gate. Exit status: 0 pass, 1 regression, 2 the gate could not run
     python -m bench.check                      # run and compare
     python -m bench.check --update-baseline    # run and store the ratios as the new baseline
     python -m bench.check --e2e-json bench/results/e2e-latest.json --skip-codec   # reuse a result
+    python -m bench.check --update-baseline --e2e-runs 3   # the baseline: medians of 3 e2e runs
+
+A single e2e run can store an outlier: on 2026-12-02 one stored pulsar-direct's
+produce p50 at 7 ms (2.2 ms in the runs before and after), and the next gate run
+failed against it. So each e2e ratio can be the median of several runs
+(--e2e-runs N, or several --e2e-json files), as the codec ratios are.
 """
 
 from __future__ import annotations
@@ -69,8 +76,12 @@ GATED = {
     "codec_decode:": "tolerance",
     "codec_build:": "tolerance",
     "codec_verify:": "tolerance",
-    "produce_throughput:kop-fast-kafka/tansu": "tolerance",
-    "consume_throughput:kop-fast-kafka/tansu": "tolerance",
+    # Against Tansu the quick run's throughput ratios spread by +-40% with nothing changed
+    # (three quiet runs of one commit on 2026-12-02: produce 0.60 / 0.89 / 1.00, consume
+    # 1.10 / 1.59 / 1.81; the 100 B workloads are client-bound and Tansu's own 1 KiB x 8
+    # rounds spread by 50%), so they get the noisy class too.
+    "produce_throughput:kop-fast-kafka/tansu": "noisy",
+    "consume_throughput:kop-fast-kafka/tansu": "noisy",
     "produce_p50_latency:tansu/kop-fast-kafka": "latency",
     "produce_p50_latency:pulsar-direct/kop-fast-kafka": "latency",
     # pulsar-direct is a Python client that pays a GIL hand-off per record: its own
@@ -145,6 +156,20 @@ def median_ratios(runs: list[dict]) -> dict:
 
 def e2e_ratios(result: dict) -> dict:
     return dict(result.get("ratios", {}))
+
+
+def e2e_median_ratios(results: list[dict]) -> dict:
+    """Per ratio, the median over several e2e results (one result: its ratios)."""
+    return median_ratios([e2e_ratios(r) for r in results])
+
+
+def e2e_failures_of(results: list[dict]) -> dict:
+    """Per kop-fast system, the most errors any of the results had."""
+    worst: dict = {}
+    for result in results:
+        for name, count in e2e_failures(result).items():
+            worst[name] = max(worst.get(name, 0), count)
+    return worst
 
 
 def e2e_failures(result: dict) -> dict:
@@ -260,7 +285,11 @@ def main(argv=None) -> int:
     parser.add_argument("--codec-runs", type=int, default=DEFAULT_CODEC_RUNS,
                         help="codec benchmark runs; each ratio is the median over them (default 3)")
     parser.add_argument("--skip-e2e", action="store_true", help="do not run the end-to-end benchmark")
-    parser.add_argument("--e2e-json", type=Path, help="use this bench.e2e result instead of running one")
+    parser.add_argument("--e2e-runs", type=int, default=1,
+                        help="end-to-end runs; each e2e ratio is the median over them (default 1; "
+                             "3 for a baseline)")
+    parser.add_argument("--e2e-json", type=Path, nargs="+",
+                        help="use these bench.e2e results (medians, as --e2e-runs) instead of running")
     parser.add_argument("--codec-json", type=Path, help="use this pytest-benchmark JSON instead of running")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "results", help="where results go (bench/results)")
     args = parser.parse_args(argv)
@@ -277,7 +306,7 @@ def main(argv=None) -> int:
     now: dict = {}
     notes: list[str] = []
     failures: dict = {}
-    e2e_result = None
+    e2e_results: list[dict] = []
     # Codec first: it is short and the machine is quiet before any server starts.
     if not args.skip_codec:
         if args.codec_json:
@@ -295,14 +324,15 @@ def main(argv=None) -> int:
             now.update(median_ratios(runs))
     if not args.skip_e2e:
         if args.e2e_json:
-            e2e_result = json.loads(args.e2e_json.read_text())
+            e2e_results = [json.loads(path.read_text()) for path in args.e2e_json]
         else:
-            e2e_result = run_e2e(args.out)
-        now.update(e2e_ratios(e2e_result))
-        failures = e2e_failures(e2e_result)
-        for name, s in e2e_result.get("systems", {}).items():
-            for err in s.get("errors", []):
-                notes.append(f"e2e {name}: {err}")
+            e2e_results = [run_e2e(args.out) for _ in range(max(1, args.e2e_runs))]
+        now.update(e2e_median_ratios(e2e_results))
+        failures = e2e_failures_of(e2e_results)
+        for result in e2e_results:
+            for name, s in result.get("systems", {}).items():
+                for err in s.get("errors", []):
+                    notes.append(f"e2e {name}: {err}")
     if not now:
         print("bench.check: nothing was measured", file=sys.stderr)
         return 2
@@ -315,19 +345,22 @@ def main(argv=None) -> int:
     if baseline is not None:
         baseline = {**baseline, "ratios": {k: v for k, v in baseline.get("ratios", {}).items() if not skipped(k)}}
 
+    injected = next((r["inject_delay_ms"] for r in e2e_results if r.get("inject_delay_ms")), None)
     if args.update_baseline:
         mode = "quick"
-        if e2e_result is not None and not e2e_result.get("config", {}).get("quick", True):
+        if any(not r.get("config", {}).get("quick", True) for r in e2e_results):
             mode = "full"
-        if e2e_result is not None and e2e_result.get("inject_delay_ms"):
+        if injected:
             print("bench.check: refusing to store a baseline measured with an injected delay", file=sys.stderr)
             return 2
         new = {
             "kind": "kop_fast-bench-baseline",
             "created": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "machine": (e2e_result or {}).get("machine") or f"{os.cpu_count()} CPUs",
+            "machine": (e2e_results[0] if e2e_results else {}).get("machine") or f"{os.cpu_count()} CPUs",
             "e2e_mode": mode,
-            "how": "python -m bench.check --update-baseline",
+            "e2e_runs": len(e2e_results),
+            "how": "python -m bench.check --update-baseline"
+                   + (f" (e2e ratios: medians of {len(e2e_results)} runs)" if len(e2e_results) > 1 else ""),
             "ratios": dict(sorted({**kept, **now}.items())),
             "e2e_failures": failures,
             "notes": notes,
@@ -346,8 +379,8 @@ def main(argv=None) -> int:
           f"{baseline.get('machine', '?')}); tolerance -{args.tolerance * 100:.0f}% "
           f"(latency -{args.latency_tolerance * 100:.0f}%, against pulsar-direct -{args.noisy_tolerance * 100:.0f}%)\n")
     print(text)
-    if e2e_result is not None and e2e_result.get("inject_delay_ms"):
-        print(f"\n(kop-fast ran with {e2e_result['inject_delay_ms']:g} ms injected per request)")
+    if injected:
+        print(f"\n(kop-fast ran with {injected:g} ms injected per request)")
     for note in notes:
         print(f"note: {note}")
     failed = [r for r in rows if r["verdict"] == "FAIL"]
