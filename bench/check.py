@@ -154,28 +154,19 @@ def median_ratios(runs: list[dict]) -> dict:
     return {name: statistics.median(values) for name, values in sorted(merged.items())}
 
 
-def e2e_ratios(result: dict) -> dict:
-    return dict(result.get("ratios", {}))
+def e2e_ratios(results: list[dict]) -> dict:
+    """Per ratio, the median over one or more e2e results."""
+    return median_ratios([dict(r.get("ratios", {})) for r in results])
 
 
-def e2e_median_ratios(results: list[dict]) -> dict:
-    """Per ratio, the median over several e2e results (one result: its ratios)."""
-    return median_ratios([e2e_ratios(r) for r in results])
-
-
-def e2e_failures_of(results: list[dict]) -> dict:
-    """Per kop-fast system, the most errors any of the results had."""
+def e2e_failures(results: list[dict]) -> dict:
+    """Per kop-fast system, the most errors any of the e2e results had."""
     worst: dict = {}
     for result in results:
-        for name, count in e2e_failures(result).items():
-            worst[name] = max(worst.get(name, 0), count)
+        for name, s in result.get("systems", {}).items():
+            if name.startswith("kop-fast"):
+                worst[name] = max(worst.get(name, 0), len(s.get("errors", [])))
     return worst
-
-
-def e2e_failures(result: dict) -> dict:
-    """Number of errors per kop-fast system in an e2e result."""
-    return {name: len(s.get("errors", [])) for name, s in result.get("systems", {}).items()
-            if name.startswith("kop-fast")}
 
 
 def run_codec(out_json: Path) -> tuple[dict | None, str]:
@@ -327,8 +318,8 @@ def main(argv=None) -> int:
             e2e_results = [json.loads(path.read_text()) for path in args.e2e_json]
         else:
             e2e_results = [run_e2e(args.out) for _ in range(max(1, args.e2e_runs))]
-        now.update(e2e_median_ratios(e2e_results))
-        failures = e2e_failures_of(e2e_results)
+        now.update(e2e_ratios(e2e_results))
+        failures = e2e_failures(e2e_results)
         for result in e2e_results:
             for name, s in result.get("systems", {}).items():
                 for err in s.get("errors", []):
