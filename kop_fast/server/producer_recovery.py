@@ -20,6 +20,14 @@ waiting batches NOT_LEADER_OR_FOLLOWER (the client retries; the next batch start
 a new read). When a new cluster epoch moves the partition away, its producers are
 forgotten, so owning it again reads the log again. Batches of plain producers
 never wait.
+
+A failed write of an idempotent batch says nothing certain: Pulsar may have
+persisted the entry and lost only its receipt (killed in between). So the
+failure does not just forget the producer (its retry would be stored a second
+time): it makes the partition's state unknown again (`invalidate`), and the next
+idempotent batch, typically that retry, waits for a new read of the stored tail,
+taken once the partition's idempotent writes still under way have settled, so it
+sees them too.
 """
 
 from __future__ import annotations
@@ -63,6 +71,24 @@ class ProducerRecovery:
         self._ready: set[str] = set()
         self._loading: dict[str, asyncio.Task] = {}
         self._waiting: dict[str, _Waiting] = {}
+        self._writing: dict[str, set[asyncio.Future]] = {}  # idempotent writes not yet settled
+
+    def writing(self, name: str, stored: asyncio.Future) -> None:
+        """An idempotent batch of partition `name` is being written (a reload waits for it)."""
+        pending = self._writing.get(name)
+        if pending is None:
+            pending = self._writing[name] = set()
+        pending.add(stored)
+
+    def settled(self, name: str, stored: asyncio.Future, failed: bool) -> None:
+        """That write ended; a failed one leaves the partition's producer state unknown."""
+        pending = self._writing.get(name)
+        if pending is not None:
+            pending.discard(stored)
+            if not pending:
+                del self._writing[name]
+        if failed:
+            self._ready.discard(name)  # the next idempotent batch reads the stored tail again
 
     def attach(self, cluster) -> None:
         self.cluster = cluster
@@ -97,6 +123,9 @@ class ProducerRecovery:
         name = partition.name
         batches = None
         try:
+            pending = self._writing.get(name)
+            if pending:  # what they stored must be in the tail we read
+                await asyncio.wait(list(pending))
             batches = await partition.recent_producer_batches(RECOVERY_ENTRIES)
         except Exception as exc:  # noqa: BLE001 - the next idempotent batch tries again
             log.warning("cannot read the producer state of %s (%r); retrying on the next batch", name, exc)

@@ -259,6 +259,43 @@ def test_idempotent_batches_wait_for_a_slow_producer_state_read_and_keep_their_o
     run(scenario)
 
 
+def test_a_retry_of_a_batch_stored_but_answered_with_an_error_gets_its_offset_not_a_second_copy(monkeypatch):
+    # Pulsar killed after it persisted an entry, before its receipt arrived: the write fails,
+    # yet the batch is stored. The producer's retry must find it (CI found 100 records stored
+    # twice when the failure only made the proxy forget the producer).
+    from kop_fast.storage.memory import MemoryPartitionLog
+
+    original = MemoryPartitionLog.append_batch
+    lose_receipt = {"next": False}
+
+    def append_batch(self, batch, record_count):
+        stored = original(self, batch, record_count)
+        if not lose_receipt["next"]:
+            return stored
+        lose_receipt["next"] = False
+        failed = asyncio.get_running_loop().create_future()
+        failed.set_exception(StorageError("receipt lost", StorageErrorKind.UNAVAILABLE))
+        return failed
+
+    monkeypatch.setattr(MemoryPartitionLog, "append_batch", append_batch)
+
+    async def scenario():
+        async with memory_node() as (node, bootstrap):
+            assert await (await pipelined_produce(bootstrap, "lost", [idempotent_batch(0, b"r0")])) == [
+                (ErrorCode.none, 0)]
+            lose_receipt["next"] = True
+            assert await (await pipelined_produce(bootstrap, "lost", [idempotent_batch(1, b"r1")])) == [
+                (ErrorCode.not_leader_or_follower, -1)]
+            assert await (await pipelined_produce(bootstrap, "lost", [idempotent_batch(1, b"r1")])) == [
+                (ErrorCode.none, 1)]  # the retry: the offset the first attempt got
+            assert await (await pipelined_produce(bootstrap, "lost", [idempotent_batch(2, b"r2")])) == [
+                (ErrorCode.none, 2)]
+            info = node.storage.cached_topic("lost")
+            assert (await node.storage.partition_log(info, 0).bounds()) == (0, 3)
+
+    run(scenario)
+
+
 def test_a_producer_state_read_that_fails_or_takes_too_long_answers_not_leader(monkeypatch):
     from kop_fast.storage.memory import MemoryPartitionLog
 

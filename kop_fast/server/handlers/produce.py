@@ -101,6 +101,9 @@ def _append(node, info, index: int, partition, records, count: int, producer_id:
         return ErrorCode.corrupt_message, -1
     inflight = node.inflight_appends
     inflight.add(stored)
+    recovery = node.producer_recovery if producer_id >= 0 else None
+    if recovery is not None:
+        recovery.writing(partition.name, stored)
     result = asyncio.get_running_loop().create_future()
     metrics = node.metrics
     size = len(records)  # the callback must not hold `records`, a view that pins the request frame
@@ -108,6 +111,9 @@ def _append(node, info, index: int, partition, records, count: int, producer_id:
     def done(fut: asyncio.Future) -> None:
         inflight.discard(fut)
         exc = fut.exception()
+        if recovery is not None:
+            # Corrupt records were never stored; any other failure may have been (see producer_recovery).
+            recovery.settled(partition.name, fut, exc is not None and not isinstance(exc, codec.CorruptRecordError))
         if exc is not None:
             producers.forget(partition.name, producer_id)
             if isinstance(exc, codec.CorruptRecordError):  # found by a storage that waited first
