@@ -53,6 +53,13 @@ class Progress:
 
 # -- one system, one round --------------------------------------------------------------------------
 
+def _server_cpu(phase: dict, before: dict, after: dict, n: int) -> None:
+    """The server's CPU seconds per million records of one phase: the whole tree, and by process."""
+    by_role = {role: (after[role] - before.get(role, 0.0)) / n * 1e6 for role in after}
+    phase["server_cpu_s_per_M"] = sum(by_role.values())
+    phase["server_cpu_s_per_M_by_process"] = by_role
+
+
 def measure_workload(system, cfg: Config, out: dict, label: str, topic: str, size: int, partitions: int,
                      n: int, tuning: dict | None, say: Callable[[str], None]) -> dict:
     """Produce n records into a new topic and consume them back; server CPU per phase. A failure is
@@ -61,14 +68,14 @@ def measure_workload(system, cfg: Config, out: dict, label: str, topic: str, siz
     try:
         system.create_topic(topic, partitions)
         say(f"produce {label}, {n} records")
-        cpu0 = system.cpu_seconds()
+        cpu0 = system.cpu_seconds_by_role()
         if system.protocol == "kafka":
             res["produce"] = kafka_produce(system.bootstrap, topic, n, size, cfg.linger_ms, cfg.phase_timeout_s)
         else:
             res["produce"] = pulsar_produce(system.pulsar_url, topic, partitions, n, size,
                                             cfg.linger_ms, cfg.phase_timeout_s)
-        cpu1 = system.cpu_seconds()
-        res["produce"]["server_cpu_s_per_M"] = (cpu1 - cpu0) / n * 1e6
+        cpu1 = system.cpu_seconds_by_role()
+        _server_cpu(res["produce"], cpu0, cpu1, n)
         say(f"produce {label}: {res['produce']['rps']:,.0f} rec/s; consume")
         if system.protocol == "kafka":
             res["consume"] = kafka_consume(system.bootstrap, topic, partitions, n, size, cfg.phase_timeout_s,
@@ -76,8 +83,8 @@ def measure_workload(system, cfg: Config, out: dict, label: str, topic: str, siz
         else:
             res["consume"] = pulsar_consume(system.pulsar_url, topic, partitions,
                                             res["produce"]["per_partition"], size, cfg.phase_timeout_s)
-        cpu2 = system.cpu_seconds()
-        res["consume"]["server_cpu_s_per_M"] = (cpu2 - cpu1) / n * 1e6
+        cpu2 = system.cpu_seconds_by_role()
+        _server_cpu(res["consume"], cpu1, cpu2, n)
         say(f"consume {label}: {res['consume']['rps']:,.0f} rec/s")
     except Exception as exc:  # noqa: BLE001 - record it, go on with the next workload
         res["error"] = f"{type(exc).__name__}: {exc}"

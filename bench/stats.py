@@ -52,6 +52,13 @@ def aggregate_workload(per_round: list) -> dict:
                 busy = [(r or {}).get(phase, {}).get("client_thread_busy") for r in per_round]
                 best = max(((v, b) for v, b in zip(vals, busy) if v is not None), default=(None, None))
                 w[f"{phase}_client_busy"] = best[1]
+        # The mean over the rounds, by server process: the best round of the sum above can
+        # come from a lucky round of one process, and the split shows proxy and broker apart.
+        by_process: dict = {}
+        for r in per_round:
+            for role, cpu in ((r or {}).get(phase, {}).get("server_cpu_s_per_M_by_process") or {}).items():
+                by_process.setdefault(role, []).append(cpu)
+        w[f"{phase}_server_cpu_mean_by_process"] = {role: sum(v) / len(v) for role, v in by_process.items()}
     return w
 
 

@@ -178,8 +178,13 @@ class System:
     def server_pids(self) -> list[int]:
         return [self.proc.pid] if self.proc is not None else []
 
-    def cpu_seconds(self) -> float:
-        return sum(proc_cpu_seconds(pid) for pid in self.server_pids())
+    def cpu_seconds_by_role(self) -> dict:
+        """CPU seconds so far per server process, by role (kop-fast and its pulsar-lite apart)."""
+        out: dict = {}
+        for pid in self.server_pids():
+            role = self.role(pid)
+            out[role] = out.get(role, 0.0) + proc_cpu_seconds(pid)
+        return out
 
     def peak_rss(self) -> int:
         """Sum of the peak RSS of the server processes (VmHWM; kept after the last sample)."""

@@ -340,3 +340,27 @@ def test_phases_and_steady_duration_on_the_command_line():
     full, _ = parse_args(["--steady-seconds", "60", "--steady-rate", "2000"])
     assert full.steady_pace().records == 120_000 and full.phases[-1] == "steady"
     assert round_limit_s(full) > round_limit_s(cfg) + 50  # the paced minute is part of the bound
+
+
+def test_server_cpu_is_kept_by_process_and_averaged_over_the_rounds():
+    from bench.orchestrate import _server_cpu
+    from bench.report import default_consumer_section
+    from bench.stats import aggregate_workload
+
+    phase: dict = {}
+    _server_cpu(phase, {"kop-fast": 1.0, "pulsar-lite": 0.5}, {"kop-fast": 1.3, "pulsar-lite": 0.6}, 1_000_000)
+    assert phase["server_cpu_s_per_M"] == pytest.approx(0.4)
+    assert phase["server_cpu_s_per_M_by_process"] == {"kop-fast": pytest.approx(0.3), "pulsar-lite": pytest.approx(0.1)}
+
+    def one_round(kop: float, lite: float) -> dict:
+        return {p: {"rps": 1e6, "mbps": 100.0, "server_cpu_s_per_M": kop + lite,
+                    "server_cpu_s_per_M_by_process": {"kop-fast": kop, "pulsar-lite": lite}}
+                for p in ("produce", "consume")}
+
+    w = aggregate_workload([one_round(0.3, 0.1), one_round(0.5, 0.3), {}])  # the third round failed
+    assert w["produce_server_cpu_s_per_M"] == pytest.approx(0.4)  # the best round's sum
+    assert w["produce_server_cpu_mean_by_process"] == {"kop-fast": pytest.approx(0.4), "pulsar-lite": pytest.approx(0.2)}
+    result = {"config": {"default_consumer_records": 300_000}, "default_consumer_pairs": {},
+              "systems": {"kop-fast-kafka": {"default_consumer": w}}}
+    text = "\n".join(default_consumer_section(result))
+    assert "kop-fast-kafka: kop-fast 0.40 / 0.40, pulsar-lite 0.20 / 0.20." in text
