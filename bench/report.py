@@ -102,9 +102,12 @@ def default_consumer_section(result: dict) -> list:
         lines.append(f"| {name} | {fmt(w['produce_rps'])} | {cell} | {stalled} | {fmt(ratio, '.2f')} | {paired} "
                      f"| {fmt(w['produce_server_cpu_s_per_M'], '.2f')} | {fmt(w['consume_server_cpu_s_per_M'], '.2f')} "
                      f"| {fmt(busy and busy * 100, '.0f')}% |")
-    split = [f"{name}: " + ", ".join(f"{role} {fmt(cpu, '.2f')} / {fmt(w['consume_server_cpu_mean_by_process'].get(role), '.2f')}"
-                                     for role, cpu in w["produce_server_cpu_mean_by_process"].items())
-             for name, w in rows if w.get("produce_server_cpu_mean_by_process")]
+    split = []
+    for name, w in rows:
+        produce, consume = w.get("produce_server_cpu_mean_by_process"), w.get("consume_server_cpu_mean_by_process") or {}
+        if produce:
+            split.append(f"{name}: " + ", ".join(f"{role} {fmt(cpu, '.2f')} / {fmt(consume.get(role), '.2f')}"
+                                                 for role, cpu in produce.items()))
     if split:
         lines += ["", "Server CPU by process, s/M records produced / consumed, mean of the rounds: "
                   + "; ".join(split) + "."]

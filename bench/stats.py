@@ -58,7 +58,7 @@ def aggregate_workload(per_round: list) -> dict:
         for r in per_round:
             for role, cpu in ((r or {}).get(phase, {}).get("server_cpu_s_per_M_by_process") or {}).items():
                 by_process.setdefault(role, []).append(cpu)
-        w[f"{phase}_server_cpu_mean_by_process"] = {role: sum(v) / len(v) for role, v in by_process.items()}
+        w[f"{phase}_server_cpu_mean_by_process"] = {role: statistics.fmean(v) for role, v in by_process.items()}
     return w
 
 
